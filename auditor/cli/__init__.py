@@ -1,0 +1,1 @@
+"""Typer CLI: thin shells over the pipeline and the database queries."""

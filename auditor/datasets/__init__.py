@@ -1,0 +1,1 @@
+"""Dataset references: resolve, read, fingerprint."""

@@ -1,0 +1,71 @@
+"""Engines and sessions: one session per unit of work, committed at the edge (:func:`session_scope`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+# The CLI, a worker and the API may share one SQLite file: wait for a lock rather than fail at once.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(url: str, *, sqlite_immediate: bool = False) -> Engine:
+    """An engine for ``url``; for SQLite also: parent directory created, foreign keys on, real transactions.
+
+    ``sqlite_immediate`` starts every SQLite transaction with ``BEGIN IMMEDIATE`` (take the write lock up
+    front); migrations use it so two processes migrating one file serialise instead of deadlocking.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: a long-lived API/worker process outlives server restarts and idle-connection reaping.
+        return create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+    )
+    begin = "BEGIN IMMEDIATE" if sqlite_immediate else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy: the sqlite3 module's legacy mode never BEGINs before
+        # SELECT or DDL, which breaks SAVEPOINT (used by get-or-create) and rollback of DDL.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: rows returned from a scope stay readable after it commits (the CLI prints
+    # them, the pipeline reads the generation it was given); sessions are short, so staleness is moot.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits when the block succeeds and rolls back when it raises."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

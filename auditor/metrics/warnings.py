@@ -1,0 +1,9 @@
+"""Named warning categories, so callers can filter or escalate them precisely."""
+
+
+class AuditWarning(UserWarning):
+    """Base class of every warning the auditor raises."""
+
+
+class SampleSizeWarning(AuditWarning):
+    """A sample size that biases or destabilises a metric (N < d, unequal sets, small subsets)."""

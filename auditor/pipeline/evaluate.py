@@ -1,0 +1,511 @@
+"""Stage "score": every metric with its bootstrap interval and holdout baseline, from three tensors.
+
+Pure computation (no I/O, no database): features in, :class:`Evaluation` out.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor
+
+from auditor.errors import DimensionMismatchError, TooFewSamplesError, UnknownNameError
+from auditor.metrics import KNN_METRICS, METRICS, prdc, tails
+from auditor.metrics import memorization as mem
+from auditor.metrics.bootstrap import (
+    bias_corrected_interval,
+    bootstrap_means,
+    percentile_interval,
+    resample_indices,
+    resample_weights,
+)
+from auditor.metrics.fid import frechet_distance
+from auditor.metrics.gaussian import GaussianStats, weighted_stats
+from auditor.metrics.kid import kernel_inception_distance
+from auditor.metrics.knn import KnnGraph, build_knn_graph
+from auditor.metrics.modes import (
+    assign_to_centroids,
+    choose_num_modes,
+    kmeans,
+    mode_coverage,
+    mode_histogram,
+    mode_jsd,
+)
+from auditor.metrics.spectrum import effective_rank, normalized_spectrum
+from auditor.metrics.vendi import vendi_score
+from auditor.metrics.warnings import SampleSizeWarning
+from auditor.pipeline.progress import NullProgress, ProgressReporter
+
+# Size ratio beyond which set-size-dependent metrics (recall, coverage, density, vendi) are biased
+# enough to warn about.
+SIZE_RATIO_WARNING = 2.0
+PROJECTION_POINTS = 600
+SPECTRUM_POINTS = 64
+
+# Fixed per-purpose seed offsets: choosing a subset of metrics never changes another metric's value.
+_SEED_OFFSETS = {"bootstrap": 1, "spectral": 2, "kid": 3, "modes": 4, "vendi": 5, "projection": 6}
+
+
+class MetricParams(BaseModel):
+    """Every knob that changes a metric's value; all of it enters the protocol fingerprint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metrics: tuple[str, ...] = Field(default_factory=lambda: tuple(METRICS))
+    nearest_k: int = Field(5, ge=1)
+    bootstrap: int = Field(200, ge=0, description="Replicates for the per-sample metrics; 0 = no CI.")
+    spectral_bootstrap: int = Field(
+        20, ge=0, description="Replicates for fid, vendi, effective_rank_ratio (each costs O(d^3))."
+    )
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    kid_subset_size: int = Field(1000, ge=2)
+    kid_subsets: int = Field(100, ge=1)
+    tail_fraction: float = Field(0.1, gt=0, le=1)
+    num_modes: int | None = Field(None, ge=2)
+    knn_dtype: str = Field("float32", pattern="^(float32|float64)$")
+    memory_budget_mb: int = Field(1024, ge=16)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        if not names:
+            raise ValueError("at least one metric is required")
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass
+class MetricValue:
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    baseline: float | None = None  # the same metric for the real holdout: the real-vs-real noise floor
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+        doc["baseline"] = self.baseline
+        doc.update(self.extra)
+        return doc
+
+
+@dataclass
+class ReportData:
+    """Arrays for the HTML report's plots (not part of the stable JSON document)."""
+
+    projection_real: list[list[float]] = field(default_factory=list)
+    projection_synthetic: list[list[float]] = field(default_factory=list)
+    mode_real_share: list[float] = field(default_factory=list)
+    mode_synthetic_share: list[float] = field(default_factory=list)
+    spectrum_real: list[float] = field(default_factory=list)
+    spectrum_synthetic: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, MetricValue]
+    warnings: list[dict[str, str]]
+    report: ReportData
+    details: dict[str, Any]
+
+
+def _generator(seed: int, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + _SEED_OFFSETS[purpose])
+
+
+def validate_features(real: Tensor, synthetic: Tensor, holdout: Tensor | None, params: MetricParams) -> None:
+    sides = {"real": real, "synthetic": synthetic, **({"holdout": holdout} if holdout is not None else {})}
+    for name, x in sides.items():
+        if x.ndim != 2:
+            raise DimensionMismatchError(
+                f"{name} features must be 2-D (samples x dims), got {tuple(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise TooFewSamplesError(f"the {name} set is empty")
+    dims = {name: int(x.shape[1]) for name, x in sides.items()}
+    if len(set(dims.values())) != 1:
+        raise DimensionMismatchError(
+            f"feature dimensions differ: {dims}; both sides must come from the same extractor",
+            details={"dims": dims},
+        )
+    min_n = params.nearest_k + 1 if set(params.metrics) & KNN_METRICS else 2
+    for name, x in sides.items():
+        if x.shape[0] < min_n:
+            raise TooFewSamplesError(
+                f"the {name} set has {x.shape[0]} samples; nearest_k={params.nearest_k} needs at least "
+                f"{min_n} per side (lower --nearest-k or provide more samples)",
+                details={"side": name, "n": int(x.shape[0]), "needed": min_n},
+            )
+
+
+def _sample_size_warnings(
+    real: Tensor, synthetic: Tensor, holdout: Tensor | None, params: MetricParams
+) -> None:
+    n, m, d = real.shape[0], synthetic.shape[0], real.shape[1]
+    wanted = set(params.metrics)
+    if wanted & {"fid", "effective_rank_ratio"} and min(n, m) < d:
+        warnings.warn(
+            f"N < d for the Gaussian fit (n_real={n}, n_synthetic={m}, d={d}): the covariances are "
+            "rank-deficient and fid is biased upward; use more samples or compare only at equal N",
+            SampleSizeWarning,
+            stacklevel=3,
+        )
+    ratio = max(n, m) / min(n, m)
+    if ratio > SIZE_RATIO_WARNING and wanted & {"recall", "coverage", "density", "precision"}:
+        warnings.warn(
+            f"set sizes differ {ratio:.1f}x (n_real={n}, n_synthetic={m}): k-NN radii shrink with N, "
+            "so precision/recall/density/coverage are biased; subsample to equal sizes to compare",
+            SampleSizeWarning,
+            stacklevel=3,
+        )
+    if "kid" in wanted and min(n, m) < params.kid_subset_size:
+        warnings.warn(
+            f"kid subset size {params.kid_subset_size} exceeds the smaller set ({min(n, m)}); "
+            f"using subsets of {min(n, m)}",
+            SampleSizeWarning,
+            stacklevel=3,
+        )
+    if holdout is not None and not (0.5 <= holdout.shape[0] / m <= 2.0):
+        warnings.warn(
+            f"holdout size ({holdout.shape[0]}) differs from the synthetic set ({m}): size-dependent "
+            "baselines (recall, coverage, fid, kid) are not at the same N",
+            SampleSizeWarning,
+            stacklevel=3,
+        )
+
+
+def _score_metric(
+    scores_fn: Callable[[KnnGraph], Tensor],
+    graph: KnnGraph,
+    holdout_graph: KnnGraph | None,
+    params: MetricParams,
+    generator: torch.Generator,
+) -> MetricValue:
+    scores = scores_fn(graph)
+    value = MetricValue(value=float(scores.mean()))
+    if params.bootstrap > 0:
+        value.ci_low, value.ci_high = percentile_interval(
+            bootstrap_means(scores, params.bootstrap, generator), params.confidence
+        )
+    if holdout_graph is not None:
+        value.baseline = float(scores_fn(holdout_graph).mean())
+    return value
+
+
+_KNN_SCORES: dict[str, Callable[[KnnGraph, MetricParams], Tensor]] = {
+    "precision": lambda g, params: prdc.precision_scores(g),
+    "recall": lambda g, params: prdc.recall_scores(g),
+    "density": lambda g, params: prdc.density_scores(g),
+    "coverage": lambda g, params: prdc.coverage_scores(g),
+    "tail_recall": lambda g, params: tails.tail_recall_scores(g, params.tail_fraction),
+    "duplicate_rate": lambda g, params: mem.duplicate_scores(g),
+    "memorization_rate": lambda g, params: mem.memorization_scores(g),
+    "authenticity": lambda g, params: mem.authenticity_scores(g),
+}
+
+
+def _bind_params(
+    fn: Callable[[KnnGraph, MetricParams], Tensor], params: MetricParams, graph: KnnGraph
+) -> Tensor:
+    return fn(graph, params)
+
+
+def _knn_metrics(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None,
+    params: MetricParams,
+    progress: ProgressReporter,
+    out: dict[str, MetricValue],
+    details: dict[str, Any],
+) -> None:
+    wanted = [name for name in params.metrics if name in KNN_METRICS]
+    if not wanted:
+        return
+    dtype = torch.float32 if params.knn_dtype == "float32" else torch.float64
+    budget = params.memory_budget_mb << 20
+    progress.start("knn", 2 if holdout is not None else 1)
+    graph = build_knn_graph(real, synthetic, params.nearest_k, budget_bytes=budget, dtype=dtype)
+    progress.advance("knn")
+    holdout_graph = None
+    if holdout is not None:
+        holdout_graph = build_knn_graph(
+            real, holdout, params.nearest_k, real_radii=graph.real, budget_bytes=budget, dtype=dtype
+        )
+        progress.advance("knn")
+    progress.finish("knn")
+    details["copy_threshold_tau"] = float(mem.copy_threshold(graph))
+    for name in wanted:
+        # A fresh generator per metric: a metric's interval must not depend on which other metrics were
+        # requested, or in what order (metrics over the same side then share their resamples).
+        out[name] = _score_metric(
+            functools.partial(_bind_params, _KNN_SCORES[name], params),
+            graph,
+            holdout_graph,
+            params,
+            _generator(params.seed, "bootstrap"),
+        )
+
+
+def _spectral_metrics(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None,
+    params: MetricParams,
+    progress: ProgressReporter,
+    out: dict[str, MetricValue],
+    report: ReportData,
+) -> None:
+    wanted = [n for n in ("fid", "effective_rank_ratio") if n in params.metrics]
+    if not wanted:
+        return
+    # Centre every side on the real mean in float64: both metrics are translation invariant, and
+    # centring keeps the covariance accumulation well conditioned.
+    shift = real.double().mean(dim=0)
+    real_c, synth_c = real.double() - shift, synthetic.double() - shift
+    stats_real = GaussianStats.from_features(real_c)
+    stats_synth = GaussianStats.from_features(synth_c)
+    stats_hold = GaussianStats.from_features(holdout.double() - shift) if holdout is not None else None
+    spec_real, spec_synth = normalized_spectrum(stats_real.cov), normalized_spectrum(stats_synth.cov)
+    report.spectrum_real = spec_real[:SPECTRUM_POINTS].tolist()
+    report.spectrum_synthetic = spec_synth[:SPECTRUM_POINTS].tolist()
+
+    def compute(a: GaussianStats, b: GaussianStats) -> dict[str, float]:
+        values = {}
+        if "fid" in wanted:
+            values["fid"] = float(frechet_distance(a, b))
+        if "effective_rank_ratio" in wanted:
+            values["effective_rank_ratio"] = float(effective_rank(b.cov) / effective_rank(a.cov))
+        return values
+
+    point = compute(stats_real, stats_synth)
+    baseline = compute(stats_real, stats_hold) if stats_hold is not None else {}
+    replicates: dict[str, list[float]] = {name: [] for name in wanted}
+    if params.spectral_bootstrap > 0:
+        gen = _generator(params.seed, "spectral")
+        progress.start("bootstrap-spectral", params.spectral_bootstrap)
+        w_real = resample_weights(real.shape[0], params.spectral_bootstrap, gen)
+        w_synth = resample_weights(synthetic.shape[0], params.spectral_bootstrap, gen)
+        for b in range(params.spectral_bootstrap):
+            rep = compute(weighted_stats(real_c, w_real[b]), weighted_stats(synth_c, w_synth[b]))
+            for name, v in rep.items():
+                replicates[name].append(v)
+            progress.advance("bootstrap-spectral")
+        progress.finish("bootstrap-spectral")
+    for name in wanted:
+        value = MetricValue(value=point[name], baseline=baseline.get(name))
+        if replicates[name]:
+            value.ci_low, value.ci_high = bias_corrected_interval(
+                torch.tensor(replicates[name]), point[name], params.confidence, lower=0.0
+            )
+        out[name] = value
+
+
+def _vendi_metrics(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None,
+    params: MetricParams,
+    progress: ProgressReporter,
+    out: dict[str, MetricValue],
+    details: dict[str, Any],
+) -> None:
+    wanted = [n for n in ("vendi", "vendi_ratio") if n in params.metrics]
+    if not wanted:
+        return
+    gen = _generator(params.seed, "vendi")
+    m = synthetic.shape[0]
+    # The reference diversity is measured at the synthetic set's N: Vendi grows with N.
+    sub_n = min(m, real.shape[0])
+    real_sub = real[torch.randperm(real.shape[0], generator=gen)[:sub_n].to(real.device)]
+    details["vendi_real_subsample"] = sub_n
+    v_real = vendi_score(real_sub)
+    v_synth = vendi_score(synthetic)
+    point = {"vendi": float(v_synth), "vendi_ratio": float(v_synth / v_real)}
+    baseline: dict[str, float] = {}
+    if holdout is not None:
+        hold_sub = holdout[torch.randperm(holdout.shape[0], generator=gen)[: min(m, holdout.shape[0])]]
+        v_hold = vendi_score(hold_sub)
+        baseline = {"vendi": float(v_hold), "vendi_ratio": float(v_hold / v_real)}
+    replicates: dict[str, list[float]] = {"vendi": [], "vendi_ratio": []}
+    if params.spectral_bootstrap > 0:
+        progress.start("bootstrap-vendi", params.spectral_bootstrap)
+        w_s = resample_weights(m, params.spectral_bootstrap, gen)
+        w_r = resample_weights(sub_n, params.spectral_bootstrap, gen)
+        for b in range(params.spectral_bootstrap):
+            vs = vendi_score(synthetic, w_s[b].to(synthetic.device))
+            vr = vendi_score(real_sub, w_r[b].to(real_sub.device))
+            replicates["vendi"].append(float(vs))
+            replicates["vendi_ratio"].append(float(vs / vr))
+            progress.advance("bootstrap-vendi")
+        progress.finish("bootstrap-vendi")
+    for name in wanted:
+        value = MetricValue(value=point[name], baseline=baseline.get(name))
+        if replicates[name]:
+            value.ci_low, value.ci_high = bias_corrected_interval(
+                torch.tensor(replicates[name]), point[name], params.confidence, lower=0.0
+            )
+        out[name] = value
+
+
+def _kid_metric(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None,
+    params: MetricParams,
+    progress: ProgressReporter,
+    out: dict[str, MetricValue],
+) -> None:
+    if "kid" not in params.metrics:
+        return
+    progress.start("kid", 2 if holdout is not None else 1)
+    est = kernel_inception_distance(
+        real,
+        synthetic,
+        subset_size=params.kid_subset_size,
+        subsets=params.kid_subsets,
+        generator=_generator(params.seed, "kid"),
+    )
+    progress.advance("kid")
+    value = MetricValue(value=float(est.mean), extra={"std": float(est.std), "subset_size": est.subset_size})
+    # Normal approximation: the unbiased MMD^2 estimator's variance falls as 1/n, so the spread of
+    # per-subset estimates at size m scales to the full sample by sqrt(m / n). Subsets that cover
+    # (nearly) the whole set all agree and say nothing about sampling noise, so the spread is then
+    # measured on half-size subsets instead.
+    n_min = min(real.shape[0], synthetic.shape[0])
+    spread, spread_size = float(est.std), est.subset_size
+    if est.subset_size > n_min // 2 and n_min >= 4:
+        half_est = kernel_inception_distance(
+            real,
+            synthetic,
+            subset_size=n_min // 2,
+            subsets=min(params.kid_subsets, 50),
+            generator=_generator(params.seed + 1, "kid"),
+        )
+        spread, spread_size = float(half_est.std), half_est.subset_size
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + params.confidence / 2)))
+    half = z * spread * math.sqrt(spread_size / n_min)
+    value.ci_low, value.ci_high = value.value - half, value.value + half
+    if holdout is not None:
+        hold = kernel_inception_distance(
+            real,
+            holdout,
+            subset_size=params.kid_subset_size,
+            subsets=params.kid_subsets,
+            generator=_generator(params.seed, "kid"),
+        )
+        value.baseline = float(hold.mean)
+        progress.advance("kid")
+    progress.finish("kid")
+    out["kid"] = value
+
+
+def _mode_metrics(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None,
+    params: MetricParams,
+    progress: ProgressReporter,
+    out: dict[str, MetricValue],
+    report: ReportData,
+    details: dict[str, Any],
+) -> None:
+    wanted = [n for n in ("mode_coverage", "mode_jsd") if n in params.metrics]
+    if not wanted:
+        return
+    gen = _generator(params.seed, "modes")
+    k = params.num_modes or choose_num_modes(real.shape[0])
+    k = min(k, real.shape[0])
+    details["num_modes"] = k
+    progress.start("modes", None)
+    centroids = kmeans(real.double(), k, generator=gen)
+    real_labels = assign_to_centroids(real.double(), centroids).cpu()
+    synth_labels = assign_to_centroids(synthetic.double(), centroids).cpu()
+    hist = mode_histogram(real_labels, synth_labels, k)
+    report.mode_real_share = hist.real_share.tolist()
+    report.mode_synthetic_share = hist.synthetic_share.tolist()
+    fns = {"mode_coverage": mode_coverage, "mode_jsd": mode_jsd}
+    baseline: dict[str, float] = {}
+    if holdout is not None:
+        hold_hist = mode_histogram(real_labels, assign_to_centroids(holdout.double(), centroids).cpu(), k)
+        baseline = {name: float(fns[name](hold_hist)) for name in wanted}
+    replicates: dict[str, list[float]] = {name: [] for name in wanted}
+    if params.bootstrap > 0:
+        real_idx = resample_indices(real_labels.shape[0], params.bootstrap, gen)
+        synth_idx = resample_indices(synth_labels.shape[0], params.bootstrap, gen)
+        for b in range(params.bootstrap):
+            rep = mode_histogram(real_labels[real_idx[b]], synth_labels[synth_idx[b]], k)
+            for name in wanted:
+                replicates[name].append(float(fns[name](rep)))
+    progress.finish("modes")
+    for name in wanted:
+        value = MetricValue(value=float(fns[name](hist)), baseline=baseline.get(name))
+        if replicates[name]:
+            value.ci_low, value.ci_high = bias_corrected_interval(
+                torch.tensor(replicates[name]), value.value, params.confidence, lower=0.0, upper=1.0
+            )
+        out[name] = value
+
+
+def _projection(real: Tensor, synthetic: Tensor, seed: int, report: ReportData) -> None:
+    """2-D PCA of the real data; both sides projected onto it (subsampled for the plot)."""
+    gen = _generator(seed, "projection")
+    r = real[torch.randperm(real.shape[0], generator=gen)[:PROJECTION_POINTS].to(real.device)].double()
+    s = synthetic[
+        torch.randperm(synthetic.shape[0], generator=gen)[:PROJECTION_POINTS].to(real.device)
+    ].double()
+    mean = real.double().mean(0)
+    if real.shape[1] < 2:
+        return
+    _, _, v = torch.linalg.svd(r - mean, full_matrices=False)
+    axes = v[:2].T
+    report.projection_real = ((r - mean) @ axes).tolist()
+    report.projection_synthetic = ((s - mean) @ axes).tolist()
+
+
+def evaluate(
+    real: Tensor,
+    synthetic: Tensor,
+    holdout: Tensor | None = None,
+    params: MetricParams | None = None,
+    progress: ProgressReporter | None = None,
+) -> Evaluation:
+    """Compute every requested metric with its interval and (given a holdout) its real-vs-real baseline."""
+    params = params or MetricParams()
+    progress = progress or NullProgress()
+    unknown = [n for n in params.metrics if n not in METRICS]
+    if unknown:
+        raise UnknownNameError(f"unknown metric(s): {unknown}")
+    validate_features(real, synthetic, holdout, params)
+    metrics: dict[str, MetricValue] = {}
+    report = ReportData()
+    details: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SampleSizeWarning)
+        _sample_size_warnings(real, synthetic, holdout, params)
+        _knn_metrics(real, synthetic, holdout, params, progress, metrics, details)
+        _spectral_metrics(real, synthetic, holdout, params, progress, metrics, report)
+        _vendi_metrics(real, synthetic, holdout, params, progress, metrics, details)
+        _kid_metric(real, synthetic, holdout, params, progress, metrics)
+        _mode_metrics(real, synthetic, holdout, params, progress, metrics, report, details)
+        _projection(real, synthetic, params.seed, report)
+    recorded = [
+        {"category": w.category.__name__, "message": str(w.message)}
+        for w in caught
+        if issubclass(w.category, SampleSizeWarning)
+    ]
+    # Re-emit so library callers see them too (the caught list is only our record of them).
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    ordered = {name: metrics[name] for name in params.metrics if name in metrics}
+    return Evaluation(metrics=ordered, warnings=recorded, report=report, details=details)

@@ -1,0 +1,76 @@
+"""The stable result document (``--json``, the API, the ``audits.result`` column).
+
+Shape (``schema_version`` 1; documented in README "Result document")::
+
+    {
+      "schema_version": 1,
+      "audit_id": "7f0c...",                       # uuid4 hex
+      "project": "default",
+      "created_at": "2026-11-23T20:00:00+00:00",   # ISO 8601 UTC
+      "real":      {"reference": str, "n": int, "dim": int, "fingerprint": str, "format": str},
+      "synthetic": {... same ...},
+      "holdout":   {... same ...} | null,
+      "extractor": {"name": str, "version": str, "dim": int, "weights_sha256": str | null,
+                    "preprocessing": {...}},
+      "params":    {MetricParams fields: nearest_k, bootstrap, seed, confidence, ...},
+      "protocol":  {"fingerprint": str, ...everything hashed into it...},
+      "lineage":   {"parent_audit_id": str | null, "generation": int | null},
+      "metrics":   {"<name>": {"value": float, "ci_low": float | null, "ci_high": float | null,
+                               "baseline": float | null, ...extra e.g. kid "std"}},
+      "warnings":  [{"category": str, "message": str}],
+      "details":   {"copy_threshold_tau": float, "num_modes": int, ...},
+      "timings":   {"load_s": float, "embed_s": float, "score_s": float, "total_s": float},
+      "device":    "cpu" | "cuda:0",
+      "verdict":   {"passed": bool | null, "rules": [rule outcome, see auditor.policy]}
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.metrics import METRICS
+from auditor.pipeline.evaluate import ReportData
+
+SCHEMA_VERSION = 1
+
+
+def protocol_fingerprint(
+    *, extractor: dict[str, Any], params: dict[str, Any], n_real: int, n_synthetic: int, n_holdout: int | None
+) -> dict[str, Any]:
+    """Everything that makes two audits' numbers comparable, and its hash.
+
+    N of each side is part of it: kNN radii, FID bias and Vendi all move with N.
+    """
+    protocol: dict[str, Any] = {
+        "extractor": extractor["name"],
+        "extractor_version": extractor["version"],
+        "weights_sha256": extractor.get("weights_sha256"),
+        "preprocessing": extractor.get("preprocessing", {}),
+        "n_real": n_real,
+        "n_synthetic": n_synthetic,
+        "n_holdout": n_holdout,
+        "params": {k: v for k, v in params.items() if k != "memory_budget_mb"},
+        "metric_versions": {name: METRICS[name].version for name in params["metrics"]},
+    }
+    canonical = json.dumps(protocol, sort_keys=True, separators=(",", ":"), default=str)
+    protocol["fingerprint"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return protocol
+
+
+@dataclass
+class AuditResult:
+    document: dict[str, Any]
+    report: ReportData
+
+    @property
+    def audit_id(self) -> str:
+        return str(self.document["audit_id"])
+
+    @property
+    def passed(self) -> bool | None:
+        verdict = self.document.get("verdict") or {}
+        return verdict.get("passed")
