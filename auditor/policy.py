@@ -58,6 +58,17 @@ class Policy(BaseModel):
 
     @classmethod
     def from_dict(cls, data: Any) -> Policy:
+        if isinstance(data, dict) and isinstance(data.get("rules"), list):
+            # YAML 1.1 reads the bare key `on:` as the boolean True; give it its name back.
+            data = {
+                **data,
+                "rules": [
+                    {("on" if key is True else key): value for key, value in rule.items()}
+                    if isinstance(rule, dict)
+                    else rule
+                    for rule in data["rules"]
+                ],
+            }
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

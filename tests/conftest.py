@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.databases import (  # noqa: F401  (fixtures, found by name)
+    database_url,
+    migrated_database_url,
+    postgres_database_url,
+    postgres_server,
+    session_factory,
+)
 from helpers.torchvision_standin import install_torchvision_standin
 
 # Before any test module imports pytorch-fid, clean-fid or torch-fidelity (all import torchvision at

@@ -80,3 +80,9 @@ def test_yaml_loading(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("rules: [unclosed\n")
     with pytest.raises(PolicyError, match="not valid YAML"):
         Policy.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_yaml_on_key_is_not_read_as_boolean(tmp_path: Path) -> None:
+    # YAML 1.1 turns a bare `on:` key into True; the policy must still read it as the rule's `on`.
+    (tmp_path / "p.yaml").write_text("rules:\n  - metric: recall\n    min: 0.5\n    on: ci_high\n")
+    assert Policy.from_yaml(tmp_path / "p.yaml").rules[0].on == "ci_high"

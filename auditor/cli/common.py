@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,9 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except AuditorError as exc:
-            stderr.print(f"[bold red]error[/] [{exc.code}]: {exc.message}", highlight=False, markup=True)
+            stderr.print(
+                f"[bold red]error[/] {escape(f'[{exc.code}]')}: {escape(exc.message)}", highlight=False
+            )
             raise typer.Exit(exc.exit_code) from None
         except typer.Exit:
             raise
@@ -46,7 +49,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             if os.environ.get("AUDITOR_DEBUG"):
                 raise
             stderr.print(
-                f"[bold red]internal error[/]: {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error[/]: {escape(f'{type(exc).__name__}: {exc}')}\n"
                 "This is a bug in the auditor; rerun with AUDITOR_DEBUG=1 for the traceback and report it.",
                 highlight=False,
             )
@@ -110,7 +113,9 @@ def print_verdict(console: Console, verdict: dict[str, Any]) -> None:
         return
     for rule in verdict["rules"]:
         colour = {"pass": "green", "warn": "yellow", "fail": "red"}[rule["outcome"]]
-        console.print(f"  [{colour}]{rule['outcome'].upper():4}[/] {rule['message']}", highlight=False)
+        console.print(
+            f"  [{colour}]{rule['outcome'].upper():4}[/] {escape(rule['message'])}", highlight=False
+        )
     label = "[bold green]PASSED[/]" if verdict["passed"] else "[bold red]FAILED[/]"
     console.print(f"verdict: {label} ({verdict['failed']} failed, {verdict['warned']} warned)")
 
@@ -131,7 +136,7 @@ def print_document(console: Console, document: dict[str, Any]) -> None:
         console.print(f"generation {lineage.get('generation')}  parent {lineage.get('parent_audit_id')}")
     console.print(metrics_table(document))
     for warning in document.get("warnings", []):
-        console.print(f"[yellow]warning[/]: {warning['message']}", highlight=False)
+        console.print(f"[yellow]warning[/]: {escape(warning['message'])}", highlight=False)
     print_verdict(console, document["verdict"])
 
 

@@ -58,7 +58,8 @@ class Dataset(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"))
     reference: Mapped[str] = mapped_column(sa.Text)
-    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    # "sha256:<64 hex>" today (auditor.datasets.fingerprint); room for a longer algorithm tag.
+    fingerprint: Mapped[str] = mapped_column(sa.String(128))
     format: Mapped[str] = mapped_column(sa.String(32))
     n_samples: Mapped[int] = mapped_column(sa.Integer)
     dim: Mapped[int] = mapped_column(sa.Integer)

@@ -1,23 +1,41 @@
-"""Every query the auditor runs. Functions take a Session; the caller owns the transaction."""
+"""Every query the auditor runs (the only module with SQL).
+
+Functions take a :class:`~sqlalchemy.orm.Session` and flush, never commit: the caller owns the
+transaction (:func:`auditor.db.session.session_scope`). Errors users can cause are
+:class:`~auditor.errors.NotFoundError` / :class:`~auditor.errors.BadInputError`.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.interfaces import ORMOption
 
-from auditor.db.models import Audit, Dataset, MetricValue, Project, utcnow
-from auditor.errors import BadInputError, NotFoundError
+from auditor.db.base import utcnow
+from auditor.db.models import PROJECT_NAME_MAX, Audit, Dataset, MetricValue, Project
+from auditor.errors import BadInputError, NotFoundError, UnknownNameError
+from auditor.metrics import METRICS
 
 MIN_PREFIX = 6
+AUDIT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+# A new audit is either waiting for a worker or already being run in-process.
+INITIAL_STATES = ("queued", "running")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class TrendPoint:
+    """One succeeded audit's value of one metric; ``value`` is None where the metric was NaN."""
+
     audit_id: str
     created_at: datetime
     generation: int | None
@@ -28,20 +46,36 @@ class TrendPoint:
     protocol_fingerprint: str | None
 
 
+@dataclass(frozen=True)
+class MetricRow:
+    metric: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    baseline: float | None
+
+
+# --- projects -------------------------------------------------------------------------------------------
+
+
 def get_or_create_project(session: Session, name: str) -> Project:
-    project = session.scalars(select(Project).where(Project.name == name)).one_or_none()
-    if project is None:
-        project = Project(name=name, created_at=utcnow())
-        session.add(project)
-        session.flush()
-    return project
+    if not name or len(name) > PROJECT_NAME_MAX:
+        raise BadInputError(f"project name must be 1 to {PROJECT_NAME_MAX} characters, got {name!r}")
+    return _get_or_create(
+        session,
+        sa.select(Project).where(Project.name == name),
+        lambda: Project(name=name, created_at=utcnow()),
+    )
 
 
 def get_project(session: Session, name: str) -> Project:
-    project = session.scalars(select(Project).where(Project.name == name)).one_or_none()
+    project = session.scalars(sa.select(Project).where(Project.name == name)).one_or_none()
     if project is None:
-        raise NotFoundError(f"no project named {name!r}")
+        raise NotFoundError(f"no project named {name!r}", details={"project": name})
     return project
+
+
+# --- audits: writing ------------------------------------------------------------------------------------
 
 
 def create_audit(
@@ -56,7 +90,19 @@ def create_audit(
     tags: list[str] | None = None,
     state: str = "running",
 ) -> Audit:
-    """A new audit row; lineage is checked (the parent must exist) and generation defaults to parent's + 1."""
+    """Record a new audit (state ``running``, or ``queued`` for a worker to pick up).
+
+    Lineage: the parent must exist (:class:`NotFoundError` otherwise); without an explicit
+    ``generation`` a child is its parent's generation + 1 (1 when the parent has none).
+    """
+    if not AUDIT_ID_PATTERN.match(audit_id):
+        raise BadInputError(f"audit id must be 32 lowercase hex characters (uuid4 hex), got {audit_id!r}")
+    if state not in INITIAL_STATES:
+        raise BadInputError(f"a new audit is {' or '.join(INITIAL_STATES)}, not {state!r}")
+    if generation is not None and generation < 0:
+        raise BadInputError(f"generation must be >= 0, got {generation}")
+    if session.get(Audit, audit_id) is not None:
+        raise BadInputError(f"audit {audit_id} already exists", details={"audit_id": audit_id})
     if parent_audit_id is not None:
         parent = session.get(Audit, parent_audit_id)
         if parent is None:
@@ -65,15 +111,15 @@ def create_audit(
                 details={"parent_audit_id": parent_audit_id},
             )
         if generation is None:
-            generation = (parent.generation + 1) if parent.generation is not None else 1
+            generation = parent.generation + 1 if parent.generation is not None else 1
     now = utcnow()
     audit = Audit(
         id=audit_id,
-        project_id=get_or_create_project(session, project).id,
+        project=get_or_create_project(session, project),
         state=state,
         extractor=extractor,
         spec=spec,
-        params=spec.get("params", {}),
+        params=dict(spec.get("params") or {}),
         parent_audit_id=parent_audit_id,
         generation=generation,
         tags=list(tags or []),
@@ -85,65 +131,60 @@ def create_audit(
     return audit
 
 
-def record_dataset(session: Session, project_id: int, side: dict[str, Any]) -> Dataset:
-    """The dataset row for this reference and content, reused when audited again."""
-    existing = session.scalars(
-        select(Dataset).where(
-            Dataset.project_id == project_id,
-            Dataset.fingerprint == side["fingerprint"],
-            Dataset.reference == side["reference"],
-        )
-    ).one_or_none()
-    if existing is not None:
-        return existing
-    dataset = Dataset(
-        project_id=project_id,
-        reference=side["reference"],
-        fingerprint=side["fingerprint"],
-        format=side["format"],
-        n_samples=side["n"],
-        dim=side["dim"],
-        created_at=utcnow(),
-    )
-    session.add(dataset)
-    session.flush()
-    return dataset
-
-
-def _finite(value: Any) -> float | None:
-    # JSON and some databases cannot hold NaN/inf; a non-finite metric is stored as NULL.
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def complete_audit(
     session: Session, audit_id: str, document: dict[str, Any], report_data: dict[str, Any] | None = None
 ) -> Audit:
-    audit = session.get(Audit, audit_id)
-    if audit is None:
-        raise NotFoundError(f"audit {audit_id!r} does not exist")
-    audit.real_dataset_id = record_dataset(session, audit.project_id, document["real"]).id
-    audit.synthetic_dataset_id = record_dataset(session, audit.project_id, document["synthetic"]).id
-    if document.get("holdout"):
-        audit.holdout_dataset_id = record_dataset(session, audit.project_id, document["holdout"]).id
-    for name, metric in document["metrics"].items():
-        session.add(
-            MetricValue(
-                audit_id=audit_id,
-                metric=name,
-                value=_finite(metric.get("value")),
-                ci_low=_finite(metric.get("ci_low")),
-                ci_high=_finite(metric.get("ci_high")),
-                baseline=_finite(metric.get("baseline")),
-            )
+    """Record a finished audit's result document (see :mod:`auditor.pipeline.result`).
+
+    Dataset rows are reused when the same reference with the same content was audited before in the
+    project; metric values are (re)written in long form. Completing twice overwrites, so a retried
+    worker cannot leave duplicate metric rows.
+    """
+    audit = _audit_for_update(session, audit_id)
+    if document.get("audit_id", audit_id) != audit_id:
+        raise BadInputError(
+            f"result document is for audit {document.get('audit_id')!r}, not {audit_id!r}",
+            details={"audit_id": audit_id},
         )
+    metrics = _section(document, "metrics")
+    verdict = _section(document, "verdict")
+    protocol = _section(document, "protocol")
+    timings = document.get("timings") or {}
+
+    audit.real_dataset_id = _record_dataset(session, audit.project_id, _section(document, "real")).id
+    audit.synthetic_dataset_id = _record_dataset(
+        session, audit.project_id, _section(document, "synthetic")
+    ).id
+    holdout = document.get("holdout")
+    audit.holdout_dataset_id = (
+        _record_dataset(session, audit.project_id, holdout).id if holdout is not None else None
+    )
+
+    session.execute(sa.delete(MetricValue).where(MetricValue.audit_id == audit_id))
+    session.add_all(
+        MetricValue(
+            audit_id=audit_id,
+            metric=name,
+            value=_finite(entry.get("value")),
+            ci_low=_finite(entry.get("ci_low")),
+            ci_high=_finite(entry.get("ci_high")),
+            baseline=_finite(entry.get("baseline")),
+        )
+        for name, entry in metrics.items()
+    )
+
+    finished = utcnow()
+    duration = _finite(timings.get("total_s"))
     audit.state = "succeeded"
-    audit.passed = document["verdict"]["passed"]
-    audit.protocol_fingerprint = document["protocol"]["fingerprint"]
-    audit.finished_at = utcnow()
-    audit.duration_s = document.get("timings", {}).get("total_s")
+    audit.passed = verdict.get("passed")
+    audit.protocol_fingerprint = protocol.get("fingerprint")
+    audit.params = dict(document.get("params") or audit.params)
+    if audit.started_at is None:
+        audit.started_at = finished - timedelta(seconds=duration or 0.0)
+    audit.finished_at = finished
+    audit.duration_s = duration
+    audit.error_code = None
+    audit.error_message = None
     audit.result = document
     audit.report_data = report_data
     session.flush()
@@ -151,94 +192,232 @@ def complete_audit(
 
 
 def fail_audit(session: Session, audit_id: str, *, code: str, message: str) -> Audit:
-    audit = session.get(Audit, audit_id)
-    if audit is None:
-        raise NotFoundError(f"audit {audit_id!r} does not exist")
+    """Mark an audit failed with the error's machine-readable ``code`` and human message."""
+    audit = _audit_for_update(session, audit_id)
+    finished = utcnow()
     audit.state = "failed"
-    audit.error_code = code
+    audit.passed = None
+    audit.error_code = code[:64]
     audit.error_message = message
-    audit.finished_at = utcnow()
-    if audit.started_at is not None:
-        started = audit.started_at
-        audit.duration_s = (audit.finished_at - started).total_seconds() if started.tzinfo else None
+    audit.finished_at = finished
+    audit.duration_s = (finished - audit.started_at).total_seconds() if audit.started_at else None
     session.flush()
     return audit
 
 
-def get_audit(session: Session, audit_id: str) -> Audit:
-    """By full id or a unique prefix of at least six characters."""
-    audit = session.scalars(
-        select(Audit).options(joinedload(Audit.project)).where(Audit.id == audit_id)
-    ).first()
+# --- audits: reading ------------------------------------------------------------------------------------
+
+
+def get_audit(session: Session, audit_id_or_prefix: str) -> Audit:
+    """An audit by its full id or a unique prefix of at least six characters.
+
+    The project and the dataset rows come loaded. :class:`NotFoundError` when nothing matches,
+    :class:`BadInputError` when the prefix is too short or matches several audits.
+    """
+    key = audit_id_or_prefix.strip().lower()
+    audit = session.get(Audit, key, options=_audit_load_options())
     if audit is not None:
         return audit
-    if len(audit_id) < MIN_PREFIX:
-        raise NotFoundError(f"no audit {audit_id!r} (prefixes need at least {MIN_PREFIX} characters)")
+    if len(key) < MIN_PREFIX:
+        raise BadInputError(
+            f"audit id prefix {audit_id_or_prefix!r} is too short: give at least {MIN_PREFIX} characters",
+            details={"audit_id": audit_id_or_prefix},
+        )
     matches = session.scalars(
-        select(Audit)
-        .options(joinedload(Audit.project))
-        .where(Audit.id.startswith(audit_id, autoescape=True))
+        sa.select(Audit)
+        .options(*_audit_load_options())
+        .where(Audit.id.startswith(key, autoescape=True))
+        .order_by(Audit.id)
         .limit(2)
     ).all()
     if not matches:
-        raise NotFoundError(f"no audit matches {audit_id!r}")
+        raise NotFoundError(
+            f"no audit matches {audit_id_or_prefix!r}", details={"audit_id": audit_id_or_prefix}
+        )
     if len(matches) > 1:
-        raise BadInputError(f"audit id prefix {audit_id!r} is ambiguous; give more characters")
+        raise BadInputError(
+            f"audit id prefix {audit_id_or_prefix!r} is ambiguous ({matches[0].id}, {matches[1].id}, ...): "
+            "give more characters",
+            details={"audit_id": audit_id_or_prefix},
+        )
     return matches[0]
 
 
 def list_audits(session: Session, *, project: str | None = None, limit: int = 50) -> list[Audit]:
-    query = (
-        select(Audit).options(joinedload(Audit.project)).order_by(Audit.created_at.desc(), Audit.id.desc())
-    )
+    """Audits newest first (ties broken by id), the project loaded; an unknown project lists nothing."""
+    if limit < 1:
+        raise BadInputError(f"limit must be >= 1, got {limit}")
+    query = sa.select(Audit).options(joinedload(Audit.project))
     if project is not None:
-        query = query.join(Project, Audit.project_id == Project.id).where(Project.name == project)
-    return list(session.scalars(query.limit(limit)).all())
+        query = query.join(Audit.project).where(Project.name == project)
+    query = query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit)
+    return list(session.scalars(query).all())
 
 
-def audit_metrics(session: Session, audit_id: str) -> dict[str, MetricValue]:
-    rows = session.scalars(
-        select(MetricValue).where(MetricValue.audit_id == audit_id).order_by(MetricValue.id)
-    )
-    return {row.metric: row for row in rows}
+def audit_metrics(session: Session, audit_id: str) -> dict[str, MetricRow]:
+    """One audit's metric values by name, in registry order (unknown names last, alphabetically).
+
+    Empty for an audit without results yet; :class:`NotFoundError` for an id that does not exist.
+    """
+    rows = session.scalars(sa.select(MetricValue).where(MetricValue.audit_id == audit_id)).all()
+    if not rows and session.get(Audit, audit_id) is None:
+        raise NotFoundError(f"audit {audit_id!r} does not exist", details={"audit_id": audit_id})
+    order = {name: index for index, name in enumerate(METRICS)}
+    rows = sorted(rows, key=lambda row: (order.get(row.metric, len(order)), row.metric))
+    return {
+        row.metric: MetricRow(
+            metric=row.metric, value=row.value, ci_low=row.ci_low, ci_high=row.ci_high, baseline=row.baseline
+        )
+        for row in rows
+    }
 
 
 def metric_trend(
     session: Session, *, project: str, metric: str, protocol_fingerprint: str | None = None
 ) -> list[TrendPoint]:
-    """The series of one metric over a project's succeeded audits, by generation then time.
+    """One metric over a project's succeeded audits, by generation (unset last), then creation time.
 
-    Every point carries its protocol fingerprint; pass ``protocol_fingerprint`` to keep one series.
+    Values are comparable only within one protocol. Without ``protocol_fingerprint`` every point is
+    returned with its own fingerprint and the caller must group by it (see :func:`trend_protocols`);
+    nothing here merges series. :class:`NotFoundError` for an unknown project,
+    :class:`~auditor.errors.UnknownNameError` for a metric not in the registry.
     """
+    project_row = _trend_project(session, project, metric)
     query = (
-        select(Audit, MetricValue)
+        sa.select(
+            Audit.id,
+            Audit.created_at,
+            Audit.generation,
+            MetricValue.value,
+            MetricValue.ci_low,
+            MetricValue.ci_high,
+            MetricValue.baseline,
+            Audit.protocol_fingerprint,
+        )
         .join(MetricValue, MetricValue.audit_id == Audit.id)
-        .join(Project, Project.id == Audit.project_id)
-        .where(Project.name == project, MetricValue.metric == metric, Audit.state == "succeeded")
-        .order_by(Audit.generation.is_(None), Audit.generation, Audit.created_at, Audit.id)
+        .where(Audit.project_id == project_row.id, Audit.state == "succeeded", MetricValue.metric == metric)
+        # Portable NULLS LAST: (generation IS NULL) sorts false before true on both backends.
+        .order_by(
+            sa.case((Audit.generation.is_(None), 1), else_=0),
+            Audit.generation,
+            Audit.created_at,
+            Audit.id,
+        )
     )
     if protocol_fingerprint is not None:
         query = query.where(Audit.protocol_fingerprint == protocol_fingerprint)
     return [
         TrendPoint(
-            audit_id=audit.id,
-            created_at=audit.created_at,
-            generation=audit.generation,
+            audit_id=row.id,
+            created_at=row.created_at,
+            generation=row.generation,
             value=row.value,
             ci_low=row.ci_low,
             ci_high=row.ci_high,
             baseline=row.baseline,
-            protocol_fingerprint=audit.protocol_fingerprint,
+            protocol_fingerprint=row.protocol_fingerprint,
         )
-        for audit, row in session.execute(query).all()
+        for row in session.execute(query)
     ]
 
 
-def trend_protocols(session: Session, *, project: str, metric: str) -> list[str]:
-    return sorted(
-        {
-            p.protocol_fingerprint
-            for p in metric_trend(session, project=project, metric=metric)
-            if p.protocol_fingerprint
-        }
+def trend_protocols(session: Session, project: str, metric: str) -> list[str]:
+    """The protocol fingerprints under which ``metric`` was recorded in ``project``, oldest first."""
+    project_row = _trend_project(session, project, metric)
+    first_seen = sa.func.min(Audit.created_at)
+    query = (
+        sa.select(Audit.protocol_fingerprint, first_seen)
+        .join(MetricValue, MetricValue.audit_id == Audit.id)
+        .where(
+            Audit.project_id == project_row.id,
+            Audit.state == "succeeded",
+            MetricValue.metric == metric,
+            Audit.protocol_fingerprint.is_not(None),
+        )
+        .group_by(Audit.protocol_fingerprint)
+        .order_by(first_seen, Audit.protocol_fingerprint)
     )
+    return [fingerprint for fingerprint, _ in session.execute(query) if fingerprint is not None]
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _audit_load_options() -> list[ORMOption]:
+    return [
+        joinedload(Audit.project),
+        joinedload(Audit.real_dataset),
+        joinedload(Audit.synthetic_dataset),
+        joinedload(Audit.holdout_dataset),
+    ]
+
+
+def _audit_for_update(session: Session, audit_id: str) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise NotFoundError(f"audit {audit_id!r} does not exist", details={"audit_id": audit_id})
+    return audit
+
+
+def _trend_project(session: Session, project: str, metric: str) -> Project:
+    if metric not in METRICS:
+        raise UnknownNameError(
+            f"unknown metric {metric!r}; known: {', '.join(METRICS)}", details={"metric": metric}
+        )
+    return get_project(session, project)
+
+
+def _record_dataset(session: Session, project_id: int, side: Mapping[str, Any]) -> Dataset:
+    """The dataset row for this reference and content in the project, created on first sight."""
+    try:
+        reference, fingerprint = str(side["reference"]), str(side["fingerprint"])
+        fmt, n_samples, dim = str(side["format"]), int(side["n"]), int(side["dim"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"result document has a malformed dataset entry: {exc!r}") from exc
+    return _get_or_create(
+        session,
+        sa.select(Dataset).where(
+            Dataset.project_id == project_id,
+            Dataset.fingerprint == fingerprint,
+            Dataset.reference == reference,
+        ),
+        lambda: Dataset(
+            project_id=project_id,
+            reference=reference,
+            fingerprint=fingerprint,
+            format=fmt,
+            n_samples=n_samples,
+            dim=dim,
+            created_at=utcnow(),
+        ),
+    )
+
+
+def _get_or_create(session: Session, query: sa.Select[Any], make: Callable[[], _T]) -> _T:
+    existing = session.scalars(query).one_or_none()
+    if existing is not None:
+        return cast(_T, existing)
+    row = make()
+    try:
+        # A savepoint: when a concurrent transaction inserted the same key first, only this insert is
+        # undone and the caller's transaction carries on with the other row.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return cast(_T, session.scalars(query).one())
+    return row
+
+
+def _section(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = document.get(key)
+    if not isinstance(value, Mapping):
+        raise BadInputError(f"result document has no {key!r} section")
+    return value
+
+
+def _finite(value: Any) -> float | None:
+    # SQLite cannot store NaN (it becomes NULL); make that the rule on every backend.
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
-def make_engine(url: str, *, sqlite_immediate: bool = False) -> Engine:
+def make_engine(url: str, *, migrating: bool = False) -> Engine:
     """An engine for ``url``; for SQLite also: parent directory created, foreign keys on, real transactions.
 
-    ``sqlite_immediate`` starts every SQLite transaction with ``BEGIN IMMEDIATE`` (take the write lock up
-    front); migrations use it so two processes migrating one file serialise instead of deadlocking.
+    ``migrating`` (used by :mod:`auditor.db.migrate`, SQLite only) starts every transaction with
+    ``BEGIN IMMEDIATE``, so two processes migrating one file serialise instead of deadlocking, and leaves
+    foreign keys off: batch mode rebuilds a table by copy-and-drop, and with enforcement on the DROP
+    would fire ON DELETE CASCADE on the rows that reference it. The migration checks integrity itself.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -29,10 +31,9 @@ def make_engine(url: str, *, sqlite_immediate: bool = False) -> Engine:
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
-    )
-    begin = "BEGIN IMMEDIATE" if sqlite_immediate else "BEGIN"
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
+    begin = "BEGIN IMMEDIATE" if migrating else "BEGIN"
+    foreign_keys = "OFF" if migrating else "ON"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +42,7 @@ def make_engine(url: str, *, sqlite_immediate: bool = False) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
-        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA foreign_keys = {foreign_keys}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -23,7 +23,25 @@ def sqrtm_psd(matrix: Tensor) -> Tensor:
 
 
 def trace_sqrt_product(cov_a: Tensor, cov_b: Tensor) -> Tensor:
-    """Tr((A B)^1/2) for symmetric PSD A and B."""
+    """Tr((A B)^1/2) for symmetric PSD A and B.
+
+    Fast path: with A = L L^T (Cholesky), A B is similar to L^T B L, a symmetric PSD matrix, so the trace
+    is the sum of square roots of its eigenvalues: one Cholesky, two triangular-sized products and one
+    ``eigvalsh``. A singular A (N < d, collinear features) has no Cholesky factor; then A^1/2 comes from
+    ``eigh`` instead, which handles any PSD matrix.
+    """
+    factor, info = torch.linalg.cholesky_ex(cov_a)
+    if int(info) == 0 and bool(torch.isfinite(factor).all()):
+        product = factor.T @ cov_b @ factor
+    else:
+        root = sqrtm_psd(cov_a)
+        product = root @ cov_b @ root
+    product = (product + product.T) / 2
+    return torch.linalg.eigvalsh(product).clamp(min=0).sqrt().sum()
+
+
+def _trace_sqrt_product_eigh(cov_a: Tensor, cov_b: Tensor) -> Tensor:
+    """The general path alone (kept for tests comparing both paths)."""
     root_a = sqrtm_psd(cov_a)
     product = root_a @ cov_b @ root_a
     product = (product + product.T) / 2

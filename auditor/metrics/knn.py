@@ -17,7 +17,7 @@ from torch import Tensor
 
 from auditor.errors import TooFewSamplesError
 
-DEFAULT_MEMORY_BUDGET_BYTES = 1 << 30
+DEFAULT_MEMORY_BUDGET_BYTES = 256 << 20
 # Temporaries alive per distance entry in the widest step (distances, comparison mask, top-k work).
 _TEMPORARIES_PER_ENTRY = 3
 
@@ -116,23 +116,25 @@ def build_knn_graph(
     n, m = real.shape[0], synthetic.shape[0]
     r_sq, s_sq = _sq_norms(real), _sq_norms(synthetic)
     real_kth = real_radii.kth.to(dtype)
-    ball_count = torch.zeros(m, dtype=torch.int64, device=real.device)
-    nearest_real = torch.full((m,), float("inf"), dtype=dtype, device=real.device)
-    nearest_real_index = torch.zeros(m, dtype=torch.int64, device=real.device)
-    real_in_synthetic_ball = torch.empty(n, dtype=torch.bool, device=real.device)
-    real_nearest_synthetic = torch.empty(n, dtype=dtype, device=real.device)
+    ball_count = torch.empty(m, dtype=torch.int64, device=real.device)
+    nearest_real = torch.empty(m, dtype=dtype, device=real.device)
+    nearest_real_index = torch.empty(m, dtype=torch.int64, device=real.device)
+    real_in_synthetic_ball = torch.zeros(n, dtype=torch.bool, device=real.device)
+    real_nearest_synthetic = torch.full((n,), float("inf"), dtype=dtype, device=real.device)
 
-    rows = chunk_rows(m, real.element_size(), budget_bytes)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        d = _block_distances(real[start:stop], r_sq[start:stop], synthetic, s_sq)  # (rows, m)
-        ball_count += (d < real_kth[start:stop, None]).sum(dim=0)
-        real_in_synthetic_ball[start:stop] = (d < synthetic_radii.kth[None, :]).any(dim=1)
-        real_nearest_synthetic[start:stop] = d.min(dim=1).values
-        block_min, block_arg = d.min(dim=0)
-        better = block_min < nearest_real
-        nearest_real = torch.where(better, block_min, nearest_real)
-        nearest_real_index = torch.where(better, block_arg + start, nearest_real_index)
+    # Blocks of synthetic rows against all real columns: the per-synthetic reductions (ball count,
+    # nearest real and its index) run along rows, which is several times faster than along columns;
+    # the per-real ones (any, min) are cheap column reductions folded across blocks.
+    rows = chunk_rows(n, real.element_size(), budget_bytes)
+    for start in range(0, m, rows):
+        stop = min(m, start + rows)
+        d = _block_distances(synthetic[start:stop], s_sq[start:stop], real, r_sq)  # (rows, n)
+        ball_count[start:stop] = (d < real_kth[None, :]).sum(dim=1, dtype=torch.int32)
+        block_min, block_arg = d.min(dim=1)
+        nearest_real[start:stop] = block_min
+        nearest_real_index[start:stop] = block_arg
+        real_in_synthetic_ball |= (d < synthetic_radii.kth[start:stop, None]).any(dim=0)
+        torch.minimum(real_nearest_synthetic, d.amin(dim=0), out=real_nearest_synthetic)
 
     return KnnGraph(
         k=k,

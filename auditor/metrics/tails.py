@@ -18,11 +18,16 @@ DEFAULT_TAIL_FRACTION = 0.1
 
 
 def tail_indices(graph: KnnGraph, tail_fraction: float = DEFAULT_TAIL_FRACTION) -> Tensor:
-    """Indices of the ``ceil(tail_fraction * n)`` real samples with the largest k-NN radius."""
-    n = graph.real.kth.shape[0]
-    count = max(1, math.ceil(tail_fraction * n))
-    # stable order so ties are broken by index, deterministically
-    order = torch.argsort(graph.real.kth, descending=True, stable=True)
+    """Indices of the ``ceil(tail_fraction * n)`` real samples with the largest k-NN radius.
+
+    Samples tied with the smallest selected radius are all included: ties are common (with k = 1 a
+    mutual nearest-neighbour pair shares its radius), and breaking them by index would make the tail,
+    and so ``tail_recall``, depend on the order of the rows.
+    """
+    radii = graph.real.kth
+    count = max(1, math.ceil(tail_fraction * radii.shape[0]))
+    order = torch.argsort(radii, descending=True, stable=True)
+    count = int((radii >= radii[order[count - 1]]).sum())
     return order[:count]
 
 

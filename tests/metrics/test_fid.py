@@ -19,7 +19,9 @@ CLOSED_FORM_RTOL = 1e-10  # eigh-based trace of a square root vs an analytic val
 PYTORCH_FID_RTOL = 1e-6  # vs scipy.linalg.sqrtm of the non-symmetric product (pytorch-fid)
 SELF_DISTANCE_ATOL = 1e-8  # FID(X, X), scaled by Tr(S): only rounding remains
 STATS_RTOL = 1e-10  # merged / weighted statistics vs a direct computation
-SYMMETRY_RTOL = 1e-9  # FID(a, b) vs FID(b, a)
+# FID(a, b) vs FID(b, a): with singular covariances (n <= d is generated) the zero eigenvalues come out
+# at rounding level, and their square roots at ~sqrt(eps) ~ 1e-8 of the scale.
+SYMMETRY_RTOL = 1e-7
 
 # pytorch-fid 0.3.0 passes disp= to scipy.linalg.sqrtm, deprecated in SciPy 1.17 (the reason for scipy<1.18).
 ignore_sqrtm_disp = pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")

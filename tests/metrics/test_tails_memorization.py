@@ -30,6 +30,18 @@ def test_tail_indices_are_the_real_samples_with_the_largest_radii() -> None:
     assert tails.tail_indices(graph, 1.0).shape == (200,)
 
 
+def test_tail_keeps_every_sample_tied_at_the_cutoff_so_row_order_does_not_matter() -> None:
+    """k = 1: the mutual nearest neighbours 10 and 12 share the largest radius (2); the tail is both."""
+    real = torch.tensor([[0.0], [0.1], [0.2], [0.3], [10.0], [12.0]], dtype=torch.float64)
+    synthetic = torch.tensor([[9.9], [10.05], [10.1], [0.15], [0.25]], dtype=torch.float64)
+    swapped = real[[0, 1, 2, 3, 5, 4]]
+    graph = build_knn_graph(real, synthetic, 1, dtype=torch.float64)
+    graph_swapped = build_knn_graph(swapped, synthetic, 1, dtype=torch.float64)
+    assert sorted(tails.tail_indices(graph, 1 / 6).tolist()) == [4, 5]  # ceil(6/6) = 1, plus its tie
+    assert float(tails.tail_recall(graph, 1 / 6)) == 0.5  # 10 is covered, 12 is not
+    assert float(tails.tail_recall(graph_swapped, 1 / 6)) == 0.5
+
+
 def test_tail_recall_over_all_samples_is_recall() -> None:
     graph = build_knn_graph(gaussian(150, 3, 3), 0.2 + gaussian(170, 3, 4), 4, dtype=torch.float64)
     assert float(tails.tail_recall(graph, 1.0)) == pytest.approx(float(prdc.recall(graph)), abs=1e-15)

@@ -1,0 +1,231 @@
+"""The CLI end to end: real files, real databases (SQLite and PostgreSQL), real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from auditor.cli.main import app
+
+FAST = ["--bootstrap", "20", "--spectral-bootstrap", "3", "--metrics", "fid,precision,recall,coverage,kid"]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    paths = {
+        "real": rng.normal(size=(200, 6)),
+        "synth": rng.normal(size=(200, 6)),
+        "far": rng.normal(loc=3.0, size=(200, 6)),
+        "holdout": rng.normal(size=(200, 6)),
+        "wide": rng.normal(size=(200, 7)),
+        "tiny": rng.normal(size=(4, 6)),
+    }
+    out = {}
+    for name, array in paths.items():
+        out[name] = tmp_path / f"{name}.npy"
+        np.save(out[name], array.astype(np.float32))
+    nan = rng.normal(size=(50, 6)).astype(np.float32)
+    nan[[2, 9]] = np.nan
+    out["nan"] = tmp_path / "nan.npy"
+    np.save(out["nan"], nan)
+    out["empty"] = tmp_path / "empty.npy"
+    np.save(out["empty"], np.zeros((0, 6), dtype=np.float32))
+    out["policy"] = tmp_path / "gate.yaml"
+    out["policy"].write_text(
+        "rules:\n  - metric: fid\n    max: 1.0\n  - metric: recall\n    min: 0.5\n    on: ci_high\n"
+    )
+    return out
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("AUDITOR_DATABASE_URL", database_url)
+    monkeypatch.setenv("AUDITOR_HOME", str(tmp_path / "home"))
+    return CliRunner()
+
+
+def _audit(cli: CliRunner, *args: str | Path) -> tuple[int, str, str]:
+    result = cli.invoke(app, ["audit", *map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_audit_passes_writes_json_and_is_in_history(
+    cli: CliRunner, data: dict[str, Path], tmp_path: Path
+) -> None:
+    code, out, err = _audit(
+        cli,
+        "--real",
+        data["real"],
+        "--synthetic",
+        data["synth"],
+        "--holdout",
+        data["holdout"],
+        "--policy",
+        data["policy"],
+        "--project",
+        "cli",
+        "--json",
+        "-",
+        "--report",
+        tmp_path / "r.html",
+        *FAST,
+    )
+    assert code == 0, err
+    document = json.loads(out)  # stdout is the document alone
+    assert document["verdict"]["passed"] is True
+    assert set(document["metrics"]) == {"fid", "precision", "recall", "coverage", "kid"}
+    assert document["real"]["n"] == 200 and document["holdout"]["n"] == 200
+    assert document["metrics"]["recall"]["baseline"] is not None
+    assert "<svg" in (tmp_path / "r.html").read_text()
+
+    history = cli.invoke(app, ["history", "--project", "cli", "--json", "-"])
+    rows = json.loads(history.stdout)["audits"]
+    assert [r["audit_id"] for r in rows] == [document["audit_id"]]
+    assert rows[0]["state"] == "succeeded" and rows[0]["metrics"]["fid"] == pytest.approx(
+        document["metrics"]["fid"]["value"]
+    )
+    shown = cli.invoke(app, ["show", document["audit_id"][:8], "--json", "-"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout) == document
+    report = cli.invoke(app, ["show", document["audit_id"][:8], "--report", str(tmp_path / "again.html")])
+    assert report.exit_code == 0 and (tmp_path / "again.html").read_text().count("<svg") >= 2
+
+
+def test_gate_failure_exits_one_and_show_agrees(cli: CliRunner, data: dict[str, Path]) -> None:
+    code, out, err = _audit(
+        cli,
+        "--real",
+        data["real"],
+        "--synthetic",
+        data["far"],
+        "--policy",
+        data["policy"],
+        "--json",
+        "-",
+        *FAST,
+    )
+    assert code == 1, err
+    document = json.loads(out)
+    assert document["verdict"]["passed"] is False
+    assert {r["metric"] for r in document["verdict"]["rules"] if r["outcome"] == "fail"} == {"fid", "recall"}
+    assert cli.invoke(app, ["show", document["audit_id"]]).exit_code == 1
+
+
+def test_lineage_through_parent(cli: CliRunner, data: dict[str, Path]) -> None:
+    _, out, _ = _audit(
+        cli, "--real", data["real"], "--synthetic", data["synth"], "--generation", "3", "--json", "-", *FAST
+    )
+    parent = json.loads(out)["audit_id"]
+    code, out, err = _audit(
+        cli, "--real", data["real"], "--synthetic", data["synth"], "--parent", parent, "--json", "-", *FAST
+    )
+    assert code == 0, err
+    assert json.loads(out)["lineage"] == {"parent_audit_id": parent, "generation": 4}
+
+
+@pytest.mark.parametrize(
+    ("case", "code_name"),
+    [
+        ("missing", "dataset_not_found"),
+        ("nan", "dataset_format"),
+        ("wide", "dimension_mismatch"),
+        ("tiny", "too_few_samples"),
+        ("empty", "too_few_samples"),
+        ("unknown_metric", "bad_input"),
+        ("policy_on_missing_metric", "invalid_policy"),
+        ("unknown_parent", "not_found"),
+        ("unknown_extractor", "unknown_name"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_two(
+    cli: CliRunner, data: dict[str, Path], tmp_path: Path, case: str, code_name: str
+) -> None:
+    real, synth = data["real"], data["synth"]
+    extra: list[str | Path] = list(FAST)
+    if case == "missing":
+        synth = tmp_path / "does-not-exist.npy"
+    elif case in ("nan", "wide", "tiny", "empty"):
+        synth = data[case]
+    elif case == "unknown_metric":
+        extra = ["--metrics", "fid,sharpness"]
+    elif case == "policy_on_missing_metric":
+        (tmp_path / "p.yaml").write_text("rules:\n  - metric: vendi\n    min: 2\n")
+        extra += ["--policy", tmp_path / "p.yaml"]
+    elif case == "unknown_parent":
+        extra += ["--parent", "f" * 32]
+    elif case == "unknown_extractor":
+        extra += ["--extractor", "inception-v9"]
+    code, out, err = _audit(cli, "--real", real, "--synthetic", synth, *extra)
+    assert code == 2, (out, err)
+    assert f"[{code_name}]" in err, err
+    assert "Traceback" not in err + out
+    assert len([line for line in err.strip().splitlines() if line.startswith("error")]) == 1
+
+
+def test_failed_audit_is_recorded_with_its_reason(cli: CliRunner, data: dict[str, Path]) -> None:
+    code, _, _ = _audit(cli, "--real", data["real"], "--synthetic", data["nan"], "--project", "fails", *FAST)
+    assert code == 2
+    rows = json.loads(cli.invoke(app, ["history", "--project", "fails", "--json", "-"]).stdout)["audits"]
+    assert len(rows) == 1 and rows[0]["state"] == "failed" and "NaN" in rows[0]["error"]
+
+
+def test_console_script_exit_codes(data: dict[str, Path], tmp_path: Path) -> None:
+    """The installed entry point, as a pipeline would call it: a real process and its exit status."""
+    env = {**os.environ, "AUDITOR_HOME": str(tmp_path / "home")}
+    exe = Path(sys.executable).parent / "auditor"
+    ok = subprocess.run(
+        [exe, "audit", "--real", data["real"], "--synthetic", data["synth"], "--no-store", *FAST],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    gate = subprocess.run(
+        [
+            exe,
+            "audit",
+            "--real",
+            data["real"],
+            "--synthetic",
+            data["far"],
+            "--no-store",
+            "--policy",
+            data["policy"],
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert gate.returncode == 1, gate.stderr
+    usage = subprocess.run(
+        [exe, "audit", "--real", data["real"]], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert usage.returncode == 2 and "synthetic" in usage.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_generations_with_lineage(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--generations", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Model collapse across generations" in result.stdout
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert "Across generations" in report
+    rows = json.loads(cli.invoke(app, ["history", "--project", "digits-demo", "--json", "-"]).stdout)[
+        "audits"
+    ]
+    assert sorted(r["generation"] for r in rows) == [0, 1, 2]
+    by_generation = {r["generation"]: r for r in rows}
+    # model collapse: the recursively trained generation drifts further and reaches less of the real data
+    assert by_generation[2]["metrics"]["fid"] > by_generation[0]["metrics"]["fid"]
+    assert by_generation[2]["metrics"]["recall"] < by_generation[0]["metrics"]["recall"]
+    assert by_generation[0]["passed"] is True
