@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     )
     broker_url: str | None = Field(default=None, description="None means in-process execution.")
     device: str = "auto"
-    memory_budget_mb: int = Field(default=256, description="Peak working memory of the kNN engine.")
+    memory_budget_mb: int = Field(default=128, description="Peak working memory of the kNN engine.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

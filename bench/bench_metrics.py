@@ -699,7 +699,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--budget-mb", type=int, default=1024, help="our engine's memory budget (MetricParams default)"
+        "--budget-mb", type=int, default=128, help="our engine's memory budget (MetricParams default)"
     )
     parser.add_argument(
         "--threads",

@@ -109,6 +109,12 @@ def audit(
         )
     except ValueError as exc:
         raise BadInputError(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from None
+    database = None if no_store else Database(settings)
+    if parent and database is not None:
+        from auditor.db import queries
+
+        with database.scope() as session:  # accept a unique prefix, as `show` does
+            parent = queries.get_audit(session, parent).id
     spec = AuditSpec(
         real=DatasetRef(uri=real, options=options),
         synthetic=DatasetRef(uri=synthetic, options=options),
@@ -122,7 +128,6 @@ def audit(
         generation=generation,
         tags=tag or [],
     )
-    database = None if no_store else Database(settings)
     with RichProgress(console) as progress:
         result = run_audit(spec, session_scope=database.scope if database else None, progress=progress)
     print_document(console, result.document)

@@ -215,7 +215,11 @@ def get_audit(session: Session, audit_id_or_prefix: str) -> Audit:
     :class:`BadInputError` when the prefix is too short or matches several audits.
     """
     key = audit_id_or_prefix.strip().lower()
-    audit = session.get(Audit, key, options=_audit_load_options())
+    # populate_existing: an audit already in this session (loaded bare by complete/fail_audit) must
+    # still come back with its project and datasets loaded, or touching them would raise (lazy="raise").
+    # Flushing first means the reload cannot discard the caller's pending changes.
+    session.flush()
+    audit = session.get(Audit, key, options=_audit_load_options(), populate_existing=True)
     if audit is not None:
         return audit
     if len(key) < MIN_PREFIX:
@@ -229,6 +233,7 @@ def get_audit(session: Session, audit_id_or_prefix: str) -> Audit:
         .where(Audit.id.startswith(key, autoescape=True))
         .order_by(Audit.id)
         .limit(2)
+        .execution_options(populate_existing=True)
     ).all()
     if not matches:
         raise NotFoundError(
@@ -251,7 +256,8 @@ def list_audits(session: Session, *, project: str | None = None, limit: int = 50
     if project is not None:
         query = query.join(Audit.project).where(Project.name == project)
     query = query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit)
-    return list(session.scalars(query).all())
+    # populate_existing: see get_audit (the query autoflushes first, so nothing pending is lost).
+    return list(session.scalars(query.execution_options(populate_existing=True)).all())
 
 
 def audit_metrics(session: Session, audit_id: str) -> dict[str, MetricRow]:

@@ -10,6 +10,7 @@ neighbour *excluding itself*, and ball membership is a strict ``<`` comparison.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from auditor.errors import TooFewSamplesError
 
-DEFAULT_MEMORY_BUDGET_BYTES = 256 << 20
+DEFAULT_MEMORY_BUDGET_BYTES = 128 << 20
 # Temporaries alive per distance entry in the widest step (distances, comparison mask, top-k work).
 _TEMPORARIES_PER_ENTRY = 3
 
@@ -55,14 +56,36 @@ def _sq_norms(x: Tensor) -> Tensor:
     return (x * x).sum(dim=1)
 
 
+def _block_sq_distances(a: Tensor, a_sq: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
+    """Squared distances ||a||^2 + ||b||^2 - 2ab: one matmul per block.
+
+    The engine compares and reduces squared distances (monotone in the distance, so every order,
+    minimum and strict ``<`` is the same) and takes square roots only of the O(N) results; rounding
+    can leave tiny negatives, clamped there.
+    """
+    return torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, beta=1.0, alpha=-2.0)
+
+
+def _distance(sq: Tensor) -> Tensor:
+    return sq.clamp(min=0.0).sqrt()
+
+
 def _block_distances(a: Tensor, a_sq: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
-    # ||a||^2 + ||b||^2 - 2ab: one matmul per block; clamped because rounding can go below zero.
-    d2 = torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, beta=1.0, alpha=-2.0)
-    return d2.clamp_(min=0.0).sqrt_()
+    return _distance(_block_sq_distances(a, a_sq, b, b_sq))
+
+
+def _merge_smallest(best: Tensor, candidates: Tensor, count: int) -> Tensor:
+    """The ``count`` smallest per row of the union of two per-row candidate sets, ascending."""
+    return torch.topk(torch.cat([best, candidates], dim=1), count, dim=1, largest=False, sorted=True).values
 
 
 def within_set_radii(x: Tensor, k: int, *, budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> NeighbourRadii:
-    """k-th and 1st nearest-neighbour distances of each row of ``x`` to the other rows."""
+    """k-th and 1st nearest-neighbour distances of each row of ``x`` to the other rows.
+
+    The distance matrix is symmetric, so only the tiles on and above the diagonal are computed: each
+    tile updates the running k+1 smallest distances of its rows (from the tile) and of its columns
+    (from its transpose). Half the matrix products of a row-by-row pass, same result.
+    """
     n = x.shape[0]
     if n < k + 1:
         raise TooFewSamplesError(
@@ -70,20 +93,28 @@ def within_set_radii(x: Tensor, k: int, *, budget_bytes: int = DEFAULT_MEMORY_BU
             details={"n": n, "nearest_k": k},
         )
     x_sq = _sq_norms(x)
-    kth = torch.empty(n, dtype=x.dtype, device=x.device)
-    nearest = torch.empty(n, dtype=x.dtype, device=x.device)
-    rows = chunk_rows(n, x.element_size(), budget_bytes)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        d = _block_distances(x[start:stop], x_sq[start:stop], x, x_sq)
-        # The distance of a sample to itself is exactly zero (as in sklearn/prdc), so it is always
-        # among the k+1 smallest and "k-th excluding self" is the (k+1)-th smallest of the row.
-        idx = torch.arange(start, stop, device=x.device)
-        d[idx - start, idx] = 0.0
-        smallest = torch.topk(d, k + 1, dim=1, largest=False, sorted=True).values
-        kth[start:stop] = smallest[:, k]
-        nearest[start:stop] = smallest[:, 1]
-    return NeighbourRadii(kth=kth, nearest=nearest, k=k)
+    keep = k + 1
+    best = torch.full((n, keep), float("inf"), dtype=x.dtype, device=x.device)
+    tile = max(keep, int(math.sqrt(budget_bytes / (x.element_size() * _TEMPORARIES_PER_ENTRY))))
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        for j0 in range(i0, n, tile):
+            j1 = min(n, j0 + tile)
+            d = _block_sq_distances(x[i0:i1], x_sq[i0:i1], x[j0:j1], x_sq[j0:j1])
+            if i0 == j0:
+                # The distance of a sample to itself is exactly zero (as in sklearn/prdc), so it is
+                # always among the k+1 smallest: "k-th excluding self" is the (k+1)-th smallest.
+                d.fill_diagonal_(0.0)
+            rows_k = min(keep, j1 - j0)
+            best[i0:i1] = _merge_smallest(
+                best[i0:i1], torch.topk(d, rows_k, dim=1, largest=False).values, keep
+            )
+            if j0 != i0:
+                cols_k = min(keep, i1 - i0)
+                best[j0:j1] = _merge_smallest(
+                    best[j0:j1], torch.topk(d, cols_k, dim=0, largest=False).values.T, keep
+                )
+    return NeighbourRadii(kth=_distance(best[:, k]), nearest=_distance(best[:, 1]), k=k)
 
 
 def build_knn_graph(
@@ -107,15 +138,23 @@ def build_knn_graph(
     # first would round away the digits that centring is meant to keep.
     wide = torch.promote_types(torch.promote_types(real.dtype, synthetic.dtype), dtype)
     shift = real.to(wide).mean(dim=0, keepdim=True)
-    real = (real.to(wide) - shift).to(dtype)
-    synthetic = (synthetic.to(wide) - shift).to(dtype)
+
+    def centred(x: Tensor) -> Tensor:
+        return (x.to(wide) - shift).to(dtype)
+
+    # One centred copy alive at a time: the synthetic copy serves the synthetic-synthetic pass and is
+    # dropped; the cross pass centres synthetic rows block by block.
+    synthetic_radii = within_set_radii(centred(synthetic), k, budget_bytes=budget_bytes)
+    source_synthetic = synthetic
+    real = centred(real)
     if real_radii is None:
         real_radii = within_set_radii(real, k, budget_bytes=budget_bytes)
-    synthetic_radii = within_set_radii(synthetic, k, budget_bytes=budget_bytes)
 
-    n, m = real.shape[0], synthetic.shape[0]
-    r_sq, s_sq = _sq_norms(real), _sq_norms(synthetic)
-    real_kth = real_radii.kth.to(dtype)
+    n, m = real.shape[0], source_synthetic.shape[0]
+    r_sq = _sq_norms(real)
+    # Radii squared once; comparisons happen between squared quantities.
+    real_kth_sq = real_radii.kth.to(dtype) ** 2
+    synthetic_kth_sq = synthetic_radii.kth.to(dtype) ** 2
     ball_count = torch.empty(m, dtype=torch.int64, device=real.device)
     nearest_real = torch.empty(m, dtype=dtype, device=real.device)
     nearest_real_index = torch.empty(m, dtype=torch.int64, device=real.device)
@@ -128,12 +167,13 @@ def build_knn_graph(
     rows = chunk_rows(n, real.element_size(), budget_bytes)
     for start in range(0, m, rows):
         stop = min(m, start + rows)
-        d = _block_distances(synthetic[start:stop], s_sq[start:stop], real, r_sq)  # (rows, n)
-        ball_count[start:stop] = (d < real_kth[None, :]).sum(dim=1, dtype=torch.int32)
+        block = centred(source_synthetic[start:stop])
+        d = _block_sq_distances(block, _sq_norms(block), real, r_sq)  # (rows, n), squared
+        ball_count[start:stop] = (d < real_kth_sq[None, :]).sum(dim=1, dtype=torch.int32)
         block_min, block_arg = d.min(dim=1)
         nearest_real[start:stop] = block_min
         nearest_real_index[start:stop] = block_arg
-        real_in_synthetic_ball |= (d < synthetic_radii.kth[start:stop, None]).any(dim=0)
+        real_in_synthetic_ball |= (d < synthetic_kth_sq[start:stop, None]).any(dim=0)
         torch.minimum(real_nearest_synthetic, d.amin(dim=0), out=real_nearest_synthetic)
 
     return KnnGraph(
@@ -141,8 +181,8 @@ def build_knn_graph(
         real=real_radii,
         synthetic=synthetic_radii,
         synthetic_real_ball_count=ball_count,
-        synthetic_nearest_real=nearest_real,
+        synthetic_nearest_real=_distance(nearest_real),
         synthetic_nearest_real_index=nearest_real_index,
         real_in_synthetic_ball=real_in_synthetic_ball,
-        real_nearest_synthetic=real_nearest_synthetic,
+        real_nearest_synthetic=_distance(real_nearest_synthetic),
     )

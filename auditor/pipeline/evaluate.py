@@ -71,7 +71,7 @@ class MetricParams(BaseModel):
     tail_fraction: float = Field(0.1, gt=0, le=1)
     num_modes: int | None = Field(None, ge=2)
     knn_dtype: str = Field("float32", pattern="^(float32|float64)$")
-    memory_budget_mb: int = Field(256, ge=16)
+    memory_budget_mb: int = Field(128, ge=16)
 
     @field_validator("metrics")
     @classmethod

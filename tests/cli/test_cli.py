@@ -124,7 +124,16 @@ def test_lineage_through_parent(cli: CliRunner, data: dict[str, Path]) -> None:
     )
     parent = json.loads(out)["audit_id"]
     code, out, err = _audit(
-        cli, "--real", data["real"], "--synthetic", data["synth"], "--parent", parent, "--json", "-", *FAST
+        cli,
+        "--real",
+        data["real"],
+        "--synthetic",
+        data["synth"],
+        "--parent",
+        parent[:10],
+        "--json",
+        "-",
+        *FAST,
     )
     assert code == 0, err
     assert json.loads(out)["lineage"] == {"parent_audit_id": parent, "generation": 4}

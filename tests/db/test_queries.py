@@ -116,6 +116,20 @@ def test_create_complete_round_trip(session_factory: Factory) -> None:
         assert metrics["recall"].baseline is None
 
 
+def test_get_audit_loads_relations_within_the_writing_session(session_factory: Factory) -> None:
+    audit_id = create(session_factory, project="same")
+    with session_scope(session_factory) as session:
+        # Loaded bare and kept referenced, so the session's identity map still holds it.
+        completed = queries.complete_audit(session, audit_id, make_document(audit_id))
+        for key in (audit_id, audit_id[:8]):
+            audit = queries.get_audit(session, key)
+            assert audit is completed
+            assert audit.project.name == "same"
+            assert audit.real_dataset is not None
+        audit.tags = ["edited"]
+        assert queries.get_audit(session, audit_id).tags == ["edited"]  # pending change survives
+
+
 def test_metric_values_are_plain_sql_long_form(session_factory: Factory) -> None:
     audit_id = create(session_factory)
     complete(session_factory, audit_id, metrics={"fid": 3.5, "coverage": 0.9})
