@@ -6,6 +6,8 @@ fraction in mode j:
 
 - ``mode_coverage`` = fraction of real modes with q_j >= 0.1 * p_j (the mode receives at least 10% of
   the synthetic mass it should): dropped modes lower it.
+The modes come from k-means with greedy k-means++ seeds, best of three seeded runs.
+
 - ``mode_jsd`` = Jensen-Shannon divergence of p and q, base 2 (0 = same mode histogram, 1 = disjoint):
   dropped, shrunken and over-produced modes raise it.
 """
@@ -22,6 +24,7 @@ from auditor.metrics.knn import DEFAULT_MEMORY_BUDGET_BYTES, _block_distances, _
 
 MIN_MODE_SHARE = 0.1
 KMEANS_ITERATIONS = 50
+KMEANS_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -54,36 +57,64 @@ def assign_to_centroids(
     return labels
 
 
-def kmeans(x: Tensor, k: int, *, generator: torch.Generator, iterations: int = KMEANS_ITERATIONS) -> Tensor:
-    """Lloyd's k-means with k-means++ seeding; returns the (k, d) centroids."""
+def _greedy_kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """k-means++ seeding, greedy variant (Arthur & Vassilvitskii 2007; as scikit-learn does it).
+
+    Each new centre is the best of ``2 + log k`` candidates drawn proportionally to the squared distance
+    to the nearest centre so far: the one that lowers the total potential most. Plain k-means++ (one
+    candidate) too often seeds two centres in one mode and none in another.
+    """
     n = x.shape[0]
-    x = x.to(torch.float64)
+    trials = 2 + int(math.log(k))
     first = int(torch.randint(n, (1,), generator=generator))
-    centroids = [x[first]]
+    centres = [x[first]]
     nearest_sq = ((x - x[first]) ** 2).sum(1)
     for _ in range(1, k):
-        probs = nearest_sq.clamp(min=0).cpu()
-        pick = (
-            int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
-            if probs.sum() > 0
-            else int(torch.randint(n, (1,), generator=generator))
-        )
-        centroids.append(x[pick])
-        nearest_sq = torch.minimum(nearest_sq, ((x - x[pick]) ** 2).sum(1))
-    centres = torch.stack(centroids)
-    for _ in range(iterations):
-        labels = assign_to_centroids(x, centres)
-        sums = torch.zeros_like(centres).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
-        empty = counts == 0
-        updated = sums / counts.clamp(min=1)[:, None]
-        # An empty cluster keeps its old centre instead of collapsing to the origin.
-        updated[empty] = centres[empty]
-        if torch.allclose(updated, centres):
+        weights = nearest_sq.clamp(min=0).cpu()
+        if float(weights.sum()) <= 0:
+            picks = torch.randint(n, (trials,), generator=generator)
+        else:
+            picks = torch.multinomial(weights / weights.sum(), trials, replacement=True, generator=generator)
+        candidates = x[picks.to(x.device)]
+        cand_sq = torch.cdist(candidates, x).pow(2)  # (trials, n)
+        potentials = torch.minimum(nearest_sq[None, :], cand_sq).sum(1)
+        best = int(potentials.argmin())
+        centres.append(candidates[best])
+        nearest_sq = torch.minimum(nearest_sq, cand_sq[best])
+    return torch.stack(centres)
+
+
+def kmeans(
+    x: Tensor,
+    k: int,
+    *,
+    generator: torch.Generator,
+    iterations: int = KMEANS_ITERATIONS,
+    restarts: int = KMEANS_RESTARTS,
+) -> Tensor:
+    """Lloyd's k-means from greedy k-means++ seeds; the best of ``restarts`` runs (lowest inertia)."""
+    x = x.to(torch.float64)
+    best_centres, best_inertia = None, float("inf")
+    for _ in range(restarts):
+        centres = _greedy_kmeans_plus_plus(x, k, generator)
+        for _ in range(iterations):
+            labels = assign_to_centroids(x, centres)
+            sums = torch.zeros_like(centres).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k).to(x.dtype)
+            empty = counts == 0
+            updated = sums / counts.clamp(min=1)[:, None]
+            # An empty cluster keeps its old centre instead of collapsing to the origin.
+            updated[empty] = centres[empty]
+            converged = torch.allclose(updated, centres)
             centres = updated
-            break
-        centres = updated
-    return centres
+            if converged:
+                break
+        labels = assign_to_centroids(x, centres)
+        inertia = float(((x - centres[labels]) ** 2).sum())
+        if inertia < best_inertia:
+            best_centres, best_inertia = centres, inertia
+    assert best_centres is not None
+    return best_centres
 
 
 def mode_histogram(real_labels: Tensor, synthetic_labels: Tensor, k: int) -> ModeHistogram:

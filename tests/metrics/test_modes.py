@@ -110,3 +110,16 @@ def test_dropped_modes_halve_mode_coverage_and_raise_jsd() -> None:
 @pytest.mark.parametrize(("n", "k"), [(10, 2), (1000, 10), (4000, 20), (10**7, 64)])
 def test_choose_num_modes_follows_sqrt_n_over_10_clamped(n: int, k: int) -> None:
     assert choose_num_modes(n) == k
+
+
+def test_kmeans_recovers_unit_variance_blobs_for_almost_every_seed() -> None:
+    """Greedy k-means++ with restarts: plain k-means++ recovered these 8 blobs for only 11 of 20 seeds."""
+    recovered = 0
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        centres = torch.randn(8, 24, generator=gen) * 4
+        truth = torch.arange(8).repeat_interleave(150)
+        x = (centres[truth] + torch.randn(1200, 24, generator=gen)).double()
+        labels = assign_to_centroids(x, kmeans(x, 8, generator=torch.Generator().manual_seed(seed)))
+        recovered += len({int(torch.mode(labels[truth == i]).values) for i in range(8)}) == 8
+    assert recovered >= 19, f"recovered the blobs for {recovered} of 20 seeds"
