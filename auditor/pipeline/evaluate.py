@@ -214,6 +214,23 @@ _KNN_SCORES: dict[str, Callable[[KnnGraph, MetricParams], Tensor]] = {
 }
 
 
+def _plug_in_value(
+    point: float,
+    baseline: float | None,
+    replicates: list[float],
+    confidence: float,
+    *,
+    upper: float | None = None,
+) -> MetricValue:
+    """A plug-in statistic (non-negative) with its bias-corrected bootstrap interval, if replicates exist."""
+    value = MetricValue(value=point, baseline=baseline)
+    if replicates:
+        value.ci_low, value.ci_high = bias_corrected_interval(
+            torch.tensor(replicates), point, confidence, lower=0.0, upper=upper
+        )
+    return value
+
+
 def _bind_params(
     fn: Callable[[KnnGraph, MetricParams], Tensor], params: MetricParams, graph: KnnGraph
 ) -> Tensor:
@@ -303,12 +320,7 @@ def _spectral_metrics(
             progress.advance("bootstrap-spectral")
         progress.finish("bootstrap-spectral")
     for name in wanted:
-        value = MetricValue(value=point[name], baseline=baseline.get(name))
-        if replicates[name]:
-            value.ci_low, value.ci_high = bias_corrected_interval(
-                torch.tensor(replicates[name]), point[name], params.confidence, lower=0.0
-            )
-        out[name] = value
+        out[name] = _plug_in_value(point[name], baseline.get(name), replicates[name], params.confidence)
 
 
 def _vendi_metrics(
@@ -350,12 +362,7 @@ def _vendi_metrics(
             progress.advance("bootstrap-vendi")
         progress.finish("bootstrap-vendi")
     for name in wanted:
-        value = MetricValue(value=point[name], baseline=baseline.get(name))
-        if replicates[name]:
-            value.ci_low, value.ci_high = bias_corrected_interval(
-                torch.tensor(replicates[name]), point[name], params.confidence, lower=0.0
-            )
-        out[name] = value
+        out[name] = _plug_in_value(point[name], baseline.get(name), replicates[name], params.confidence)
 
 
 def _kid_metric(
@@ -449,12 +456,9 @@ def _mode_metrics(
                 replicates[name].append(float(fns[name](rep)))
     progress.finish("modes")
     for name in wanted:
-        value = MetricValue(value=float(fns[name](hist)), baseline=baseline.get(name))
-        if replicates[name]:
-            value.ci_low, value.ci_high = bias_corrected_interval(
-                torch.tensor(replicates[name]), value.value, params.confidence, lower=0.0, upper=1.0
-            )
-        out[name] = value
+        out[name] = _plug_in_value(
+            float(fns[name](hist)), baseline.get(name), replicates[name], params.confidence, upper=1.0
+        )
 
 
 def _projection(real: Tensor, synthetic: Tensor, seed: int, report: ReportData) -> None:
