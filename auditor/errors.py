@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class AuditorError(Exception):
     code = "internal_error"
@@ -74,3 +76,10 @@ class NotFoundError(AuditorError):
     code = "not_found"
     http_status = 404
     exit_code = 2
+
+
+def describe_validation_error(exc: ValidationError, *, root: str = "value") -> str:
+    """One line naming each invalid field and why (pydantic's own text ends in a documentation URL)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or root}: {err['msg']}" for err in exc.errors()
+    )

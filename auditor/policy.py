@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from auditor.errors import DatasetNotFoundError, PolicyError
+from auditor.errors import DatasetNotFoundError, PolicyError, describe_validation_error
 from auditor.metrics import METRICS
 
 
@@ -72,11 +72,9 @@ class Policy(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors()
-            )
             raise PolicyError(
-                f"invalid policy: {problems}", details={"errors": exc.errors(include_url=False)}
+                f"invalid policy: {describe_validation_error(exc, root='policy')}",
+                details={"errors": exc.errors(include_url=False)},
             ) from exc
 
     @classmethod

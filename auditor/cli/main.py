@@ -92,7 +92,9 @@ def audit(
     ] = False,
 ) -> None:
     """Audit SYNTHETIC against REAL; exit 0 passed, 1 gate failed, 2 bad input."""
-    from auditor.errors import BadInputError
+    from pydantic import ValidationError
+
+    from auditor.errors import BadInputError, describe_validation_error
     from auditor.pipeline.run import run_audit
 
     console = _console_for(json_out)
@@ -107,8 +109,8 @@ def audit(
             seed=seed,
             memory_budget_mb=settings.memory_budget_mb,
         )
-    except ValueError as exc:
-        raise BadInputError(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from None
+    except ValidationError as exc:
+        raise BadInputError(f"invalid parameters: {describe_validation_error(exc)}") from None
     database = None if no_store else Database(settings)
     if parent and database is not None:
         from auditor.db import queries

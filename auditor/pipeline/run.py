@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from auditor import __version__
 from auditor.datasets.fingerprint import file_fingerprint
 from auditor.datasets.refs import detect_format, resolve_local_path
+from auditor.db import queries
 from auditor.errors import AuditorError, BadInputError, UnknownNameError
 from auditor.extractors import get_extractor
 from auditor.extractors.base import LoadedDataset
@@ -85,8 +86,6 @@ def run_audit(
 
     generation = spec.generation
     if session_scope is not None:
-        from auditor.db import queries
-
         with session_scope() as session:
             row = queries.create_audit(
                 session,
@@ -103,16 +102,12 @@ def run_audit(
         result = _execute(spec, extractor, device, policy, progress, audit_id, created_at, generation)
     except Exception as exc:
         if session_scope is not None:
-            from auditor.db import queries
-
             code = exc.code if isinstance(exc, AuditorError) else "internal_error"
             message = exc.message if isinstance(exc, AuditorError) else f"{type(exc).__name__}: {exc}"
             with session_scope() as session:
                 queries.fail_audit(session, audit_id, code=code, message=message)
         raise
     if session_scope is not None:
-        from auditor.db import queries
-
         with session_scope() as session:
             queries.complete_audit(session, audit_id, result.document, dataclasses.asdict(result.report))
     return result
