@@ -12,6 +12,10 @@ def _default_home() -> Path:
     return Path.home() / ".auditor"
 
 
+def _split(value: str, separator: str) -> list[str]:
+    return [part.strip() for part in value.split(separator) if part.strip()]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUDITOR_", extra="ignore")
 
@@ -23,11 +27,74 @@ class Settings(BaseSettings):
     device: str = "auto"
     memory_budget_mb: int = Field(default=128, description="Peak working memory of the kNN engine.")
 
+    # Storage and inputs.
+    artifact_root: str | None = Field(
+        default=None,
+        description="Artifact store (embedding cache, shards): a directory or s3:// URI; "
+        "default AUDITOR_HOME/artifacts. Must be shared by the API and every worker.",
+    )
+    data_roots: str | None = Field(
+        default=None,
+        description="Colon-separated directories datasets may be read from; unset = unrestricted "
+        "(the local CLI). The service should always set it.",
+    )
+    weights_dir: Path | None = Field(
+        default=None, description="Model weights directory (checked by SHA-256)."
+    )
+    remote_schemes: str = Field(
+        default="", description="Comma-separated remote URI schemes, e.g. s3,gs,https."
+    )
+
+    # The HTTP API.
+    cors_origins: str = Field(default="", description="Comma-separated allowed CORS origins.")
+    max_request_bytes: int = Field(default=1_048_576, description="Largest accepted request body.")
+    auth_required: bool = Field(default=True, description="Require an API key on /v1 routes.")
+
+    # The API client (`auditor submit / wait / gate`).
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Where the auditor API listens.")
+    api_key: str | None = Field(
+        default=None,
+        description="API key for the client; default: the key `auditor serve` wrote to AUDITOR_HOME.",
+    )
+
+    # Workers.
+    heartbeat_timeout_s: float = Field(
+        default=300.0, description="A running audit with no heartbeat for this long is stuck."
+    )
+    sweep_interval_s: float = Field(default=30.0, description="How often stuck audits are looked for.")
+    visibility_timeout_s: float = Field(
+        default=3600.0, description="Redis: an unacknowledged task is redelivered after this long."
+    )
+    task_max_retries: int = Field(default=3, description="Retries of transient failures (storage, DB).")
+    embed_shard_size: int = Field(default=50_000, description="Samples per embedding shard (one task each).")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.home / 'auditor.db'}"
+
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home / "artifacts")
+
+    def api_key_file(self) -> Path:
+        """Where the embedded `auditor serve` keeps the admin key it created (mode 0600)."""
+        return self.home / "api.key"
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key:
+            return self.api_key
+        path = self.api_key_file()
+        return path.read_text().strip() if path.is_file() else None
+
+    def data_root_paths(self) -> list[Path] | None:
+        return [Path(part) for part in _split(self.data_roots, ":")] if self.data_roots else None
+
+    def remote_scheme_set(self) -> frozenset[str]:
+        return frozenset(_split(self.remote_schemes.lower(), ","))
+
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins, ",")
 
 
 def get_settings() -> Settings:

@@ -12,7 +12,11 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     │   ├── SchemaMismatchError       (422, exit 2) tables with different columns
     │   ├── UnknownNameError          (422, exit 2) unknown extractor / metric / device
     │   └── PolicyError               (422, exit 2) a gate policy that cannot be applied
-    └── NotFoundError                 (404, exit 2) an audit / project id that does not exist
+    ├── NotFoundError                 (404, exit 2) an audit / project id that does not exist
+    ├── ConflictError                 (409, exit 2) the request conflicts with the audit's state
+    ├── AuthError                     (401, exit 2) missing or unknown API key
+    │   └── ForbiddenError            (403, exit 2) the key may not touch this project / action
+    └── ServiceUnavailableError       (503, exit 3) a dependency (database, broker, store) is down
 """
 
 from __future__ import annotations
@@ -76,6 +80,28 @@ class NotFoundError(AuditorError):
     code = "not_found"
     http_status = 404
     exit_code = 2
+
+
+class ConflictError(AuditorError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 2
+
+
+class AuthError(AuditorError):
+    code = "unauthorized"
+    http_status = 401
+    exit_code = 2
+
+
+class ForbiddenError(AuthError):
+    code = "forbidden"
+    http_status = 403
+
+
+class ServiceUnavailableError(AuditorError):
+    code = "service_unavailable"
+    http_status = 503
 
 
 def describe_validation_error(exc: ValidationError, *, root: str = "value") -> str:

@@ -247,3 +247,19 @@ def demo(
 
 def main() -> None:  # pragma: no cover - console-script entry
     app()
+
+
+# --- service verbs (auditor/cli/service.py) -----------------------------------------------------------------
+def _register_service_commands() -> None:
+    from auditor.cli import service
+
+    app.command()(service.serve)
+    app.command()(service.worker)
+    app.command()(service.submit)
+    app.command()(service.wait)
+    app.command()(service.gate)
+    app.add_typer(service.db_app, name="db")
+    app.add_typer(service.keys_app, name="keys")
+
+
+_register_service_commands()

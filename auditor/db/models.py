@@ -79,6 +79,8 @@ class Audit(Base):
         ),
         # history: newest first, optionally per project.
         sa.Index(None, "project_id", "created_at"),
+        # An index, not a constraint: SQLite can add it without rebuilding the table; NULLs never collide.
+        sa.Index(None, "project_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # uuid4 hex
@@ -109,6 +111,21 @@ class Audit(Base):
     # Arrays for the HTML report's plots (auditor.pipeline.evaluate.ReportData as a dict); not part of
     # the stable document, kept so `auditor show --report` can redraw the plots later.
     report_data: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON(none_as_null=True))
+    # --- service state (migration 0002); progress/artifacts are NULL on audits recorded before it ---
+    # Per stage: {"load": {"done": 2, "total": 3, "state": "running"}, ...}; what GET /v1/audits/{id} shows.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON, default=dict)
+    # Where the audit came from (cli | api) and, once a worker holds it, which one (hostname:pid).
+    source: Mapped[str] = mapped_column(sa.String(16), default="cli", server_default="cli")
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    # Refreshed by whoever works on the audit; a running audit whose heartbeat is too old is stuck.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How many times a worker has started this audit (a killed worker's redelivery counts again).
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # Idempotency-Key of the submit request: a retried POST returns the same audit (unique per project).
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
+    # Features of each side in the artifact store once embedded: {"real": {"key", "from_cache"}, ...}.
+    artifacts: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON, default=dict)
 
     project: Mapped[Project] = relationship(back_populates="audits", lazy="raise")
     real_dataset: Mapped[Dataset | None] = relationship(foreign_keys=[real_dataset_id], lazy="raise")
@@ -146,3 +163,62 @@ class MetricValue(Base):
 
     def __repr__(self) -> str:
         return f"MetricValue(audit_id={self.audit_id!r}, metric={self.metric!r}, value={self.value!r})"
+
+
+class AuditEvent(Base):
+    """One state transition of one audit (queued -> running -> succeeded, retries, cancellation)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index(None, "audit_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    audit_id: Mapped[str] = mapped_column(sa.ForeignKey("audits.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(audit_id={self.audit_id!r}, state={self.state!r}, at={self.at!r})"
+
+
+class ApiKey(Base):
+    """An API key: the secret is shown once; only its SHA-256 is stored.
+
+    A key is either an admin key (``is_admin``: every project, key management) or scoped to one project.
+    SHA-256 without a salt is enough here: the secret is 32 random bytes, not a password, so there is
+    nothing to brute-force and lookups stay one indexed equality.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    # The public part shown in listings ("sda_ab12cd34"), never enough to authenticate.
+    prefix: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    is_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    project: Mapped[Project | None] = relationship(lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"ApiKey(prefix={self.prefix!r}, admin={self.is_admin!r}, project_id={self.project_id!r})"
+
+
+class PolicyVersion(Base):
+    """A named gate policy of a project; every update is a new version, audits reference one version."""
+
+    __tablename__ = "policies"
+    __table_args__ = (sa.UniqueConstraint("project_id", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"PolicyVersion(name={self.name!r}, version={self.version!r})"

@@ -7,6 +7,7 @@ transaction (:func:`auditor.db.session.session_scope`). Errors users can cause a
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import ORMOption
 
 from auditor.db.base import utcnow
-from auditor.db.models import PROJECT_NAME_MAX, Audit, Dataset, MetricValue, Project
+from auditor.db.models import PROJECT_NAME_MAX, Audit, AuditEvent, Dataset, MetricValue, Project
 from auditor.errors import BadInputError, NotFoundError, UnknownNameError
 from auditor.metrics import METRICS
 
@@ -89,6 +90,8 @@ def create_audit(
     generation: int | None = None,
     tags: list[str] | None = None,
     state: str = "running",
+    source: str = "cli",
+    idempotency_key: str | None = None,
 ) -> Audit:
     """Record a new audit (state ``running``, or ``queued`` for a worker to pick up).
 
@@ -125,9 +128,16 @@ def create_audit(
         tags=list(tags or []),
         created_at=now,
         started_at=now if state == "running" else None,
+        heartbeat_at=now if state == "running" else None,
+        attempts=1 if state == "running" else 0,
+        source=source,
+        idempotency_key=idempotency_key,
+        progress={},
+        artifacts={},
     )
     session.add(audit)
     session.flush()
+    record_event(session, audit_id, state, at=now)
     return audit
 
 
@@ -188,6 +198,7 @@ def complete_audit(
     audit.result = document
     audit.report_data = report_data
     session.flush()
+    record_event(session, audit_id, "succeeded", at=finished)
     return audit
 
 
@@ -202,7 +213,16 @@ def fail_audit(session: Session, audit_id: str, *, code: str, message: str) -> A
     audit.finished_at = finished
     audit.duration_s = (finished - audit.started_at).total_seconds() if audit.started_at else None
     session.flush()
+    record_event(session, audit_id, "failed", at=finished, message=f"{code}: {message}")
     return audit
+
+
+def record_event(
+    session: Session, audit_id: str, state: str, *, at: datetime | None = None, message: str | None = None
+) -> None:
+    """Append one state transition to ``audit_events`` (the audit's timeline)."""
+    session.add(AuditEvent(audit_id=audit_id, state=state, at=at or utcnow(), message=message))
+    session.flush()
 
 
 # --- audits: reading ------------------------------------------------------------------------------------
@@ -258,6 +278,77 @@ def list_audits(session: Session, *, project: str | None = None, limit: int = 50
     query = query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit)
     # populate_existing: see get_audit (the query autoflushes first, so nothing pending is lost).
     return list(session.scalars(query.execution_options(populate_existing=True)).all())
+
+
+def find_audit_by_idempotency_key(session: Session, *, project: str, key: str) -> str | None:
+    return session.scalar(
+        sa.select(Audit.id)
+        .join(Project, Audit.project_id == Project.id)
+        .where(Project.name == project, Audit.idempotency_key == key)
+    )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    projects: tuple[str, ...] | None = None  # None: every project
+    state: str | None = None
+    tag: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def page_audits(
+    session: Session, filters: AuditFilter, *, limit: int, after: tuple[datetime, str] | None = None
+) -> list[Audit]:
+    """Audits newest first, keyset-paginated on (created_at, id): stable while new audits arrive."""
+    query = sa.select(Audit).options(joinedload(Audit.project)).join(Audit.project)
+    if filters.projects is not None:
+        query = query.where(Project.name.in_(filters.projects))
+    if filters.state is not None:
+        query = query.where(Audit.state == filters.state)
+    if filters.tag is not None:
+        # Tags are a JSON array of strings on both backends; match the JSON-encoded element.
+        encoded = json.dumps(filters.tag)
+        query = query.where(sa.cast(Audit.tags, sa.Text).contains(encoded, autoescape=True))
+    if filters.created_after is not None:
+        query = query.where(Audit.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Audit.created_at < filters.created_before)
+    if after is not None:
+        created, audit_id = after
+        query = query.where(
+            sa.or_(Audit.created_at < created, sa.and_(Audit.created_at == created, Audit.id < audit_id))
+        )
+    query = query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit)
+    return list(session.scalars(query.execution_options(populate_existing=True)).all())
+
+
+def protocol_lineage(session: Session, audit: Audit, *, limit: int = 100) -> list[Audit]:
+    """Succeeded audits of the audit's project under its protocol, by generation then time (its trend)."""
+    query = (
+        sa.select(Audit)
+        .where(
+            Audit.project_id == audit.project_id,
+            Audit.state == "succeeded",
+            Audit.protocol_fingerprint == audit.protocol_fingerprint,
+        )
+        .order_by(sa.case((Audit.generation.is_(None), 1), else_=0), Audit.generation, Audit.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())
+
+
+def audit_events(session: Session, audit_id: str) -> list[AuditEvent]:
+    return list(
+        session.scalars(sa.select(AuditEvent).where(AuditEvent.audit_id == audit_id).order_by(AuditEvent.id))
+    )
+
+
+def list_projects(session: Session, names: tuple[str, ...] | None = None) -> list[Project]:
+    query = sa.select(Project).order_by(Project.name)
+    if names is not None:
+        query = query.where(Project.name.in_(names))
+    return list(session.scalars(query).all())
 
 
 def audit_metrics(session: Session, audit_id: str) -> dict[str, MetricRow]:

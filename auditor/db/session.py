@@ -18,10 +18,10 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 def make_engine(url: str, *, migrating: bool = False) -> Engine:
     """An engine for ``url``; for SQLite also: parent directory created, foreign keys on, real transactions.
 
-    ``migrating`` (used by :mod:`auditor.db.migrate`, SQLite only) starts every transaction with
-    ``BEGIN IMMEDIATE``, so two processes migrating one file serialise instead of deadlocking, and leaves
-    foreign keys off: batch mode rebuilds a table by copy-and-drop, and with enforcement on the DROP
-    would fire ON DELETE CASCADE on the rows that reference it. The migration checks integrity itself.
+    Every SQLite transaction starts with ``BEGIN IMMEDIATE`` (see below). ``migrating`` (used by
+    :mod:`auditor.db.migrate`, SQLite only) leaves foreign keys off: batch mode rebuilds a table by
+    copy-and-drop, and with enforcement on the DROP would fire ON DELETE CASCADE on the rows that
+    reference it. The migration checks integrity itself.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -32,7 +32,12 @@ def make_engine(url: str, *, migrating: bool = False) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
-    begin = "BEGIN IMMEDIATE" if migrating else "BEGIN"
+    # IMMEDIATE everywhere: the API, its in-process worker and heartbeat threads (and a CLI beside them)
+    # write to one file. A deferred transaction that reads and then writes cannot wait for the lock
+    # (SQLite answers "database is locked" at once to avoid a deadlock); an immediate one takes the
+    # write lock up front and waits up to the busy timeout. SQLite is the single-host default, where
+    # serialised transactions cost little; PostgreSQL is the concurrent deployment.
+    begin = "BEGIN IMMEDIATE"
     foreign_keys = "OFF" if migrating else "ON"
 
     @event.listens_for(engine, "connect")

@@ -1,0 +1,111 @@
+"""Prometheus metrics: request counts and latencies, queue depth, audits by state, audit durations.
+
+Request metrics are observed by a middleware in this process. Queue depth and audit figures are read
+at scrape time (Redis list lengths, one SQL aggregate), so every API replica reports the same
+cluster-wide values and workers need no metrics endpoint of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auditor.db.models import Audit
+from auditor.service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+QUEUES = ("gpu", "cpu")
+
+
+class ServiceCollector(Collector):
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("auditor_queue_depth", "Tasks waiting in each queue.", labels=["queue"])
+        for queue, length in self._queue_lengths().items():
+            depth.add_metric([queue], length)
+        yield depth
+        states = GaugeMetricFamily("auditor_audits", "Audits by state.", labels=["state"])
+        failures = GaugeMetricFamily(
+            "auditor_audit_failures", "Failed audits by error code.", labels=["code"]
+        )
+        durations = GaugeMetricFamily(
+            "auditor_audit_duration_seconds_avg", "Mean duration of succeeded audits.", labels=[]
+        )
+        try:
+            with self.context.session() as session:
+                for state, count in session.execute(
+                    sa.select(Audit.state, sa.func.count()).group_by(Audit.state)
+                ):
+                    states.add_metric([state], count)
+                for code, count in session.execute(
+                    sa.select(Audit.error_code, sa.func.count())
+                    .where(Audit.state == "failed")
+                    .group_by(Audit.error_code)
+                ):
+                    failures.add_metric([code or "unknown"], count)
+                mean = session.scalar(
+                    sa.select(sa.func.avg(Audit.duration_s)).where(Audit.state == "succeeded")
+                )
+                durations.add_metric([], float(mean or 0.0))
+        except Exception:  # a scrape must not fail because the database is briefly away
+            log.warning("metrics: database unavailable", exc_info=True)
+        yield states
+        yield failures
+        yield durations
+
+    def _queue_lengths(self) -> dict[str, float]:
+        dispatcher = self.context.dispatcher
+        pending = getattr(dispatcher, "pending", None)
+        if callable(pending):
+            return {"inprocess": float(pending())}
+        app = getattr(dispatcher, "app", None)
+        if app is None:
+            return {}
+        try:
+            with app.connection_for_read() as connection:
+                client = connection.default_channel.client
+                return {queue: float(client.llen(queue)) for queue in QUEUES}
+        except Exception:
+            log.warning("metrics: broker unavailable", exc_info=True)
+            return {}
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "auditor_http_requests", "HTTP requests.", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "auditor_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route: Any = request.scope.get("route")
+            # The route template, not the raw path: ids must not explode the label set.
+            name = getattr(route, "path", "unmatched")
+            self.requests.labels(request.method, name, str(status)).inc()
+            self.latency.labels(request.method, name).observe(time.perf_counter() - start)

@@ -1,0 +1,289 @@
+"""CLI verbs of the service: run it (``serve``, ``worker``, ``db upgrade``, ``keys create``) and use it
+from pipelines (``submit``, ``wait``, ``gate``: exit 0 passed, 1 gate failed, 2 error)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from auditor.cli.common import handle_errors, print_document, stderr, write_json
+from auditor.config import Settings, get_settings
+from auditor.errors import AuditorError, BadInputError
+
+GATE_PASSED, GATE_FAILED, GATE_ERROR = 0, 1, 2
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+
+
+# --- running the service ---------------------------------------------------------------------------------
+
+
+def _ensure_embedded_admin_key(settings: Settings, console: Console) -> None:
+    """Embedded mode: make sure the local user has an admin key (written to AUDITOR_HOME/api.key)."""
+    from auditor.db import access
+    from auditor.service.context import ServiceContext
+
+    path = settings.api_key_file()
+    context = ServiceContext.from_settings(settings)
+    try:
+        with context.session() as session:
+            if path.is_file() and access.count_admin_keys(session) > 0:
+                try:
+                    access.authenticate(session, path.read_text().strip())
+                    return
+                except AuditorError:
+                    pass
+            key = access.create_api_key(session, name="embedded admin", is_admin=True)
+    finally:
+        context.engine.dispose()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key.secret + "\n")
+    path.chmod(0o600)
+    console.print(f"admin API key written to {path} (the client reads it from there)", highlight=False)
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="API processes (with a broker only).")] = 1,
+) -> None:
+    """Run the HTTP API. Without AUDITOR_BROKER_URL audits run in this process (embedded mode)."""
+    import uvicorn
+
+    from auditor.api import create_app
+    from auditor.service.context import ServiceContext
+    from auditor.service.dispatch import CeleryDispatcher, InProcessDispatcher, Sweeper
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    console = Console(stderr=True)
+    if settings.broker_url is None and workers > 1:
+        raise BadInputError(
+            "--workers > 1 needs AUDITOR_BROKER_URL: the embedded mode runs audits in-process"
+        )
+    if settings.broker_url is None and settings.auth_required:
+        _ensure_embedded_admin_key(settings, console)
+    context = ServiceContext.from_settings(settings)
+    sweeper = None
+    if settings.broker_url is None:
+        context.dispatcher = InProcessDispatcher(context)
+        sweeper = Sweeper(context, settings.sweep_interval_s).start()
+        console.print(f"embedded mode: in-process worker, database {settings.resolved_database_url()}")
+    else:
+        from workers.celery_app import app as celery_app
+
+        context.dispatcher = CeleryDispatcher(celery_app)
+    try:
+        uvicorn.run(create_app(context), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+
+
+@handle_errors
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu, cpu.")] = "cpu",
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes (use 1 per GPU).")] = 1,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork | solo | threads.")] = "prefork",
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker consuming QUEUES (needs AUDITOR_BROKER_URL)."""
+    settings = get_settings()
+    if settings.broker_url is None:
+        raise BadInputError("auditor worker needs AUDITOR_BROKER_URL (e.g. redis://localhost:6379/0)")
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(names) - {"gpu", "cpu"})
+    if unknown or not names:
+        raise BadInputError(f"unknown queue(s) {unknown or queues!r}; the queues are gpu and cpu")
+    from workers.celery_app import app as celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(names)}",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            f"--loglevel={loglevel}",
+            f"--hostname={'-'.join(names)}@%h-{os.getpid()}",
+        ]
+    )
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the migrations (idempotent; safe to run from several processes at once)."""
+    from auditor.db.migrate import current_revisions, upgrade_database
+
+    url = get_settings().resolved_database_url()
+    upgrade_database(url, revision)
+    typer.echo(f"database at {', '.join(current_revisions(url)) or 'base'}")
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key (every project).")] = False,
+    project: Annotated[str | None, typer.Option(help="Scope the key to this project.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from auditor.cli.common import Database
+    from auditor.db import access
+
+    if admin == (project is not None):
+        raise BadInputError("give exactly one of --admin or --project NAME")
+    with Database(get_settings()).scope() as session:
+        key = access.create_api_key(session, name=name, is_admin=admin, project=project)
+    stderr.print(
+        f"{'admin' if admin else f'project {project!r}'} key {key.prefix} (shown once):", highlight=False
+    )
+    typer.echo(key.secret)
+
+
+# --- using the service from pipelines -------------------------------------------------------------------
+
+
+def _client() -> Any:
+    from auditor.client import AuditorClient
+
+    settings = get_settings()
+    return AuditorClient(settings.api_url, api_key=settings.resolved_api_key())
+
+
+def _exit_for(audit: dict[str, Any]) -> int:
+    if audit["state"] != "succeeded":
+        return GATE_ERROR
+    return GATE_FAILED if audit.get("passed") is False else GATE_PASSED
+
+
+def _report_final(audit: dict[str, Any], json_out: str | None) -> int:
+    console = stderr if json_out == "-" else Console()
+    if audit["state"] == "succeeded" and audit.get("result"):
+        print_document(console, audit["result"])
+    else:
+        error = audit.get("error") or {}
+        stderr.print(
+            f"audit {audit['id']} {audit['state']}"
+            + (f": [{error.get('code')}] {error.get('message')}" if error else ""),
+            highlight=False,
+            markup=False,
+        )
+    if json_out:
+        write_json(audit.get("result") or audit, json_out)
+    return _exit_for(audit)
+
+
+def _show_progress(audit: dict[str, Any], last: dict[str, Any]) -> None:
+    stages = ", ".join(
+        f"{stage} {value.get('done')}/{value.get('total') if value.get('total') is not None else '?'}"
+        for stage, value in (audit.get("progress") or {}).items()
+    )
+    line = f"{audit['state']}" + (f" ({stages})" if stages else "")
+    if line != last.get("line"):
+        stderr.print(f"audit {audit['id'][:12]}: {line}", highlight=False, markup=False)
+        last["line"] = line
+
+
+def _wait(audit_id: str, timeout: float | None, poll: float) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    with _client() as client:
+        return dict(
+            client.wait(audit_id, timeout=timeout, poll_s=poll, on_update=lambda a: _show_progress(a, last))
+        )
+
+
+@handle_errors
+def submit(
+    real: Annotated[str, typer.Option("--real", help="Real dataset reference (as the service sees it).")],
+    synthetic: Annotated[str, typer.Option("--synthetic", help="Synthetic dataset reference.")],
+    holdout: Annotated[str | None, typer.Option(help="Real holdout reference.")] = None,
+    extractor: Annotated[str, typer.Option()] = "precomputed",
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics (default: all).")] = None,
+    nearest_k: Annotated[int, typer.Option("--nearest-k", min=1)] = 5,
+    bootstrap: Annotated[int, typer.Option(min=0)] = 200,
+    seed: Annotated[int, typer.Option()] = 0,
+    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML, sent inline.")] = None,
+    policy_name: Annotated[str | None, typer.Option(help="A stored policy of the project.")] = None,
+    project: Annotated[str, typer.Option()] = "default",
+    parent: Annotated[str | None, typer.Option(help="Parent audit id (lineage).")] = None,
+    generation: Annotated[int | None, typer.Option(min=0)] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag (repeatable).")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retrying with the same key returns the same audit.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the verdict; exit 0/1/2 as `gate`.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    ] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="With --wait: write the document.")] = None,
+) -> None:
+    """Submit an audit to the API; prints its id on stdout (for `ID=$(auditor submit ...)`)."""
+    from auditor.policy import Policy
+
+    params: dict[str, Any] = {"nearest_k": nearest_k, "bootstrap": bootstrap, "seed": seed}
+    if metrics:
+        params["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    body: dict[str, Any] = {
+        "project": project,
+        "real": {"uri": real},
+        "synthetic": {"uri": synthetic},
+        "holdout": {"uri": holdout} if holdout else None,
+        "extractor": extractor,
+        "params": params,
+        "policy": Policy.from_yaml(policy).model_dump(mode="json") if policy else None,
+        "policy_name": policy_name,
+        "parent_audit_id": parent,
+        "generation": generation,
+        "tags": tag or [],
+    }
+    with _client() as client:
+        audit = client.submit(body, idempotency_key=idempotency_key)
+    typer.echo(audit["id"])
+    if wait:
+        raise typer.Exit(_report_final(_wait(audit["id"], timeout, 1.0), json_out))
+
+
+@handle_errors
+def wait(
+    audit_id: Annotated[str, typer.Argument(help="Audit id.")],
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 3).")] = None,
+    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 1.0,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the result document (PATH or -).")
+    ] = None,
+) -> None:
+    """Wait for an audit to finish; exit 0 passed, 1 gate failed, 2 failed or cancelled."""
+    raise typer.Exit(_report_final(_wait(audit_id, timeout, poll), json_out))
+
+
+@handle_errors
+def gate(
+    audit_id: Annotated[str, typer.Argument(help="Audit id.")],
+    timeout: Annotated[
+        float | None, typer.Option(help="Wait at most this long (exit 3 when exceeded).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Do not wait: an unfinished audit exits 2.")
+    ] = False,
+) -> None:
+    """The verdict as an exit code for pipelines: 0 pass, 1 fail, 2 error (failed, cancelled, unknown)."""
+    if no_wait:
+        with _client() as client:
+            audit = client.get(audit_id)
+    else:
+        audit = _wait(audit_id, timeout, 1.0)
+    verdict = {GATE_PASSED: "pass", GATE_FAILED: "fail", GATE_ERROR: "error"}[_exit_for(audit)]
+    rules = ((audit.get("result") or {}).get("verdict") or {}).get("rules") or []
+    for rule in rules:
+        if rule.get("outcome") not in (None, "pass"):
+            stderr.print(f"  {rule}", highlight=False, markup=False)
+    typer.echo(f"{audit['id']} {audit['state']} gate={verdict}")
+    raise typer.Exit(_exit_for(audit))

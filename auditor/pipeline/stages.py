@@ -1,0 +1,228 @@
+"""The audit's stages as separate functions: load, embed (per side, through the cache), score.
+
+``run_audit`` chains them in one process (the CLI); the service runs the embed stage on GPU workers
+and the score stage on CPU workers (:mod:`auditor.service.execution`), handing features over through
+the artifact store. Both paths call exactly these functions, so they produce the same document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor import __version__
+from auditor.artifacts import ArtifactStore
+from auditor.datasets.fingerprint import file_fingerprint
+from auditor.datasets.refs import detect_format, resolve_local_path
+from auditor.errors import UnknownNameError
+from auditor.extractors import get_extractor
+from auditor.extractors.base import FeatureExtractor, LoadedDataset
+from auditor.pipeline.evaluate import evaluate
+from auditor.pipeline.progress import NullProgress, ProgressReporter
+from auditor.pipeline.result import SCHEMA_VERSION, AuditResult, protocol_fingerprint
+from auditor.pipeline.spec import AuditSpec, DatasetRef
+from auditor.policy import Policy, evaluate_policy, no_policy_verdict
+
+SIDES = ("real", "synthetic", "holdout")
+# Bumped when what an embedding cache entry holds changes meaning.
+CACHE_LAYOUT_VERSION = "1"
+
+
+@dataclass
+class Prepared:
+    """What an audit needs before any data is read: validated policy, extractor, device."""
+
+    spec: AuditSpec
+    policy: Policy | None
+    extractor: FeatureExtractor
+    device: torch.device
+
+
+@dataclass
+class SideFeatures:
+    features: torch.Tensor
+    from_cache: bool
+    cache_key: str | None
+    embed_s: float
+
+
+@dataclass
+class StageTimings:
+    values: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.values[name] = self.values.get(name, 0.0) + seconds
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UnknownNameError("--device cuda was requested but no CUDA device is available; use cpu or auto")
+    return torch.device(requested)
+
+
+def prepare(spec: AuditSpec, *, resolve_devices: bool = True) -> Prepared:
+    """Everything checkable without reading data: bad input fails here, before an audit is queued."""
+    policy = Policy.from_dict(spec.policy) if spec.policy is not None else None
+    if policy is not None:
+        policy.check_applicable(
+            spec.params.metrics, spec.params.bootstrap > 0 or spec.params.spectral_bootstrap > 0
+        )
+    extractor = get_extractor(spec.extractor, spec.extractor_options)
+    # The API validates on a machine that may have no GPU while its workers do: it skips the device.
+    device = resolve_device(spec.device) if resolve_devices else torch.device("cpu")
+    return Prepared(spec=spec, policy=policy, extractor=extractor, device=device)
+
+
+def sides_of(spec: AuditSpec) -> dict[str, DatasetRef]:
+    sides = {"real": spec.real, "synthetic": spec.synthetic}
+    if spec.holdout is not None:
+        sides["holdout"] = spec.holdout
+    return sides
+
+
+def load_reference(side: str, ref: DatasetRef) -> LoadedDataset:
+    path = resolve_local_path(ref.uri)
+    fmt = detect_format(path, ref.format)
+    return LoadedDataset(
+        side=side,
+        reference=ref.uri,
+        path=path,
+        format=fmt,
+        fingerprint=file_fingerprint(path),
+        options=ref.options,
+    )
+
+
+def load_sides(spec: AuditSpec, progress: ProgressReporter | None = None) -> dict[str, LoadedDataset]:
+    progress = progress or NullProgress()
+    sides = sides_of(spec)
+    progress.start("load", len(sides))
+    loaded = {}
+    for side, ref in sides.items():
+        loaded[side] = load_reference(side, ref)
+        progress.advance("load")
+    progress.finish("load")
+    return loaded
+
+
+def cache_key(extractor: FeatureExtractor, dataset: LoadedDataset, real: LoadedDataset) -> str | None:
+    """The embedding-cache key of one side, or None when the extractor's output is not worth caching.
+
+    Keyed by content (the fingerprint, never the path), the extractor's identity (name, version, weights,
+    preprocessing) and the sampling options; an extractor fitted on the real side (``fits_on_real``)
+    also keys on the real side's fingerprint, since its output depends on it.
+    """
+    if not getattr(extractor, "cacheable", False):
+        return None
+    identity = extractor.describe()
+    payload = {
+        "layout": CACHE_LAYOUT_VERSION,
+        "fingerprint": dataset.fingerprint,
+        "format": dataset.format,
+        "options": dataset.options,
+        "extractor": {k: identity.get(k) for k in ("name", "version", "weights_sha256", "preprocessing")},
+        "fitted_on": real.fingerprint if getattr(extractor, "fits_on_real", False) else None,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"embeddings/{identity.get('name')}/{digest}"
+
+
+def embed_side(
+    extractor: FeatureExtractor,
+    loaded: dict[str, LoadedDataset],
+    side: str,
+    *,
+    store: ArtifactStore | None,
+    progress: ProgressReporter | None = None,
+) -> SideFeatures:
+    """One side's features: from the cache when present, else embedded (and cached when cacheable)."""
+    progress = progress or NullProgress()
+    start = time.perf_counter()
+    key = cache_key(extractor, loaded[side], loaded["real"])
+    if key is not None and store is not None:
+        cached = store.try_get_array(key)
+        if cached is not None:
+            return SideFeatures(torch.from_numpy(cached), True, key, time.perf_counter() - start)
+    extractor.fit(loaded["real"])
+    features = extractor.embed(loaded[side], progress)
+    if key is not None and store is not None:
+        store.put_array(key, features.detach().cpu().numpy().astype(np.float32, copy=False), {"side": side})
+    return SideFeatures(features, False, key, time.perf_counter() - start)
+
+
+def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:
+    return {
+        "reference": dataset.reference,
+        "format": dataset.format,
+        "fingerprint": dataset.fingerprint,
+        "n": int(side.features.shape[0]),
+        "dim": int(side.features.shape[1]),
+        "from_cache": side.from_cache,
+    }
+
+
+def score(
+    prepared: Prepared,
+    loaded: dict[str, LoadedDataset],
+    sides: dict[str, SideFeatures],
+    *,
+    audit_id: str,
+    created_at: datetime,
+    generation: int | None,
+    timings: StageTimings,
+    progress: ProgressReporter | None = None,
+) -> AuditResult:
+    """Metrics, verdict and the result document from each side's features."""
+    progress = progress or NullProgress()
+    spec = prepared.spec
+    features = {side: value.features.to(prepared.device) for side, value in sides.items()}
+    start = time.perf_counter()
+    evaluation = evaluate(
+        features["real"], features["synthetic"], features.get("holdout"), spec.params, progress=progress
+    )
+    timings.add("score_s", time.perf_counter() - start)
+
+    metrics_doc = {name: value.to_dict() for name, value in evaluation.metrics.items()}
+    policy = prepared.policy
+    verdict = evaluate_policy(policy, metrics_doc) if policy is not None else no_policy_verdict()
+    extractor_doc = prepared.extractor.describe()
+    params_doc = spec.params.model_dump(mode="json")
+    protocol = protocol_fingerprint(
+        extractor=extractor_doc,
+        params=params_doc,
+        n_real=int(features["real"].shape[0]),
+        n_synthetic=int(features["synthetic"].shape[0]),
+        n_holdout=int(features["holdout"].shape[0]) if "holdout" in features else None,
+    )
+    timings.values["total_s"] = sum(v for k, v in timings.values.items() if k != "total_s")
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "auditor_version": __version__,
+        "audit_id": audit_id,
+        "project": spec.project,
+        "created_at": created_at.isoformat(),
+        "real": _side_doc(loaded["real"], sides["real"]),
+        "synthetic": _side_doc(loaded["synthetic"], sides["synthetic"]),
+        "holdout": _side_doc(loaded["holdout"], sides["holdout"]) if "holdout" in sides else None,
+        "extractor": extractor_doc,
+        "params": params_doc,
+        "protocol": protocol,
+        "lineage": {"parent_audit_id": spec.parent_audit_id, "generation": generation},
+        "tags": list(spec.tags),
+        "metrics": metrics_doc,
+        "warnings": evaluation.warnings,
+        "details": evaluation.details,
+        "timings": {k: round(v, 4) for k, v in timings.values.items()},
+        "device": str(prepared.device),
+        "verdict": verdict,
+    }
+    return AuditResult(document=document, report=evaluation.report)

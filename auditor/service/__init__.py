@@ -1,0 +1,1 @@
+"""The service layer: audits submitted over HTTP, executed by workers (Celery) or in-process."""

@@ -1,0 +1,330 @@
+"""The task bodies the workers run, one per stage, each taking an audit id and safe to run twice.
+
+Flow of a submitted audit (every arrow is a queued task; state lives in SQL, never only in the broker)::
+
+    start (cpu) ── claims the audit, resolves the datasets, finds which sides need embedding
+      ├── nothing to embed (cache hits, precomputed embeddings) ──> score, in the same task
+      └── embed(side) (gpu), one per side, in parallel ──> the last one to finish enqueues score (cpu)
+
+Idempotence: ``start`` claims with a compare-and-set (a duplicate delivery of a live audit's task is
+dropped); ``embed`` writes its features to the artifact store under a content key (a second run
+overwrites the same entry); ``score`` overwrites the result. A worker killed mid-task leaves the audit
+``running`` with a heartbeat that stops: :func:`sweep_stale` requeues it and the next ``start``
+re-drives it, reusing every side already embedded.
+
+Errors: bad input (:class:`~auditor.errors.BadInputError`) fails the audit at once with its code;
+:data:`TRANSIENT_ERRORS` (database, storage, broker) propagate so the worker retries with backoff;
+anything else fails the audit as ``internal_error`` with the exception's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import torch
+from sqlalchemy.exc import OperationalError
+
+from auditor.db import lifecycle, queries
+from auditor.db.models import Audit
+from auditor.errors import AuditorError, BadInputError, ServiceUnavailableError
+from auditor.pipeline.spec import AuditSpec
+from auditor.pipeline.stages import (
+    Prepared,
+    SideFeatures,
+    StageTimings,
+    cache_key,
+    embed_side,
+    load_sides,
+    prepare,
+    score,
+)
+from auditor.service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+# Worth retrying: the database or the store was briefly unreachable.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+    ServiceUnavailableError,
+)
+HEARTBEAT_INTERVAL_S = 5.0
+_PROGRESS_EVERY_S = 0.5
+
+
+class AuditCancelled(Exception):
+    """Raised inside a stage when the audit's cancel flag is seen; the stage stops and records it."""
+
+
+# --- progress, heartbeat, cancellation ------------------------------------------------------------------
+
+
+class DatabaseProgress:
+    """A :class:`~auditor.pipeline.progress.ProgressReporter` writing to the audit row (throttled).
+
+    It also checks the cancel flag as work advances, so a long stage stops soon after a cancel request.
+    """
+
+    def __init__(self, context: ServiceContext, audit_id: str, prefix: str = "") -> None:
+        self.context = context
+        self.audit_id = audit_id
+        self.prefix = prefix
+        self._totals: dict[str, int | None] = {}
+        self._done: dict[str, int] = {}
+        self._last_write = 0.0
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self._totals[stage] = total
+        self._done[stage] = 0
+        self._write(stage, "running", force=True)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self._done[stage] = self._done.get(stage, 0) + amount
+        self._write(stage, "running", force=False)
+
+    def finish(self, stage: str) -> None:
+        total = self._totals.get(stage)
+        if total is not None:
+            self._done[stage] = total
+        self._write(stage, "done", force=True)
+
+    def _write(self, stage: str, state: str, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < _PROGRESS_EVERY_S:
+            return
+        self._last_write = now
+        with self.context.session() as session:
+            lifecycle.set_progress(
+                session,
+                self.audit_id,
+                f"{self.prefix}{stage}",
+                done=self._done.get(stage, 0),
+                total=self._totals.get(stage),
+                state=state,
+            )
+            cancelled = lifecycle.cancel_requested(session, self.audit_id)
+        if cancelled:
+            raise AuditCancelled(self.audit_id)
+
+
+@contextmanager
+def heartbeat(
+    context: ServiceContext, audit_id: str, interval_s: float = HEARTBEAT_INTERVAL_S
+) -> Iterator[None]:
+    """Refresh the audit's heartbeat from a background thread while the block runs.
+
+    Long single steps (one big matrix product) report no progress for a while; the heartbeat says the
+    worker is alive regardless, and stops the moment the worker dies, which is what the sweeper detects.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval_s):
+            try:
+                with context.session() as session:
+                    lifecycle.heartbeat(session, audit_id)
+            except Exception:  # a missed beat is not fatal; the next one may succeed
+                log.warning("heartbeat of audit %s failed", audit_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{audit_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval_s + 1)
+
+
+# --- stages ---------------------------------------------------------------------------------------------
+
+
+def start_audit(context: ServiceContext, audit_id: str) -> None:
+    """Claim the audit, resolve its datasets, and fan out the embedding (or score at once)."""
+    stale_after = timedelta(seconds=context.settings.heartbeat_timeout_s)
+    with context.session() as session:
+        claimed = lifecycle.claim_audit(session, audit_id, context.name, stale_after=stale_after)
+    if not claimed:
+        log.info("audit %s: not claimable (finished, cancelled or held by a live worker); skipped", audit_id)
+        return
+
+    def stage(audit: Audit, prepared: Prepared) -> None:
+        progress = DatabaseProgress(context, audit_id)
+        loaded = load_sides(prepared.spec, progress)
+        needed = [
+            side
+            for side in loaded
+            if (key := cache_key(prepared.extractor, loaded[side], loaded["real"])) is not None
+            and not context.store.has_array(key)
+        ]
+        with context.session() as session:
+            lifecycle.set_artifact(session, audit_id, "needed", {"sides": needed})
+        if not needed:
+            _score(context, audit, prepared)
+            return
+        dispatcher = context.require_dispatcher()
+        for side in needed:
+            dispatcher.enqueue_embed(audit_id, side)
+
+    _run_stage(context, audit_id, "start", stage)
+
+
+def embed_audit_side(context: ServiceContext, audit_id: str, side: str) -> None:
+    """Embed one side into the artifact store; the last side to finish hands over to scoring."""
+
+    def stage(audit: Audit, prepared: Prepared) -> None:
+        loaded = load_sides(prepared.spec)
+        if side not in loaded:
+            raise BadInputError(f"audit {audit_id} has no {side!r} side")
+        result = embed_side(
+            prepared.extractor,
+            loaded,
+            side,
+            store=context.store,
+            progress=DatabaseProgress(context, audit_id, prefix=f"embed:{side}:"),
+        )
+        with context.session() as session:
+            artifacts = lifecycle.set_artifact(
+                session,
+                audit_id,
+                f"side:{side}",
+                {"key": result.cache_key, "embed_s": round(result.embed_s, 4), "worker": context.name},
+            )
+        needed = (artifacts.get("needed") or {}).get("sides") or []
+        # Under the row lock (PostgreSQL) exactly one finishing side sees every side recorded.
+        if all(f"side:{name}" in artifacts for name in needed):
+            context.require_dispatcher().enqueue_score(audit_id)
+
+    _run_stage(context, audit_id, f"embed:{side}", stage)
+
+
+def score_audit(context: ServiceContext, audit_id: str) -> None:
+    """Compute metrics and the verdict from the stored features; record the result."""
+    _run_stage(context, audit_id, "score", lambda audit, prepared: _score(context, audit, prepared))
+
+
+def _score(context: ServiceContext, audit: Audit, prepared: Prepared) -> None:
+    audit_id = audit.id
+    progress = DatabaseProgress(context, audit_id)
+    timings = StageTimings()
+    start = time.perf_counter()
+    loaded = load_sides(prepared.spec)
+    timings.add("load_s", time.perf_counter() - start)
+    artifacts = audit.artifacts or {}
+    needed = set((artifacts.get("needed") or {}).get("sides") or [])
+    sides: dict[str, SideFeatures] = {}
+    for side in loaded:
+        # Sides embedded by a GPU worker come from the store; the others (precomputed, tables) are read.
+        sides[side] = embed_side(prepared.extractor, loaded, side, store=context.store, progress=progress)
+        if side in needed:
+            sides[side].from_cache = False
+            sides[side].embed_s = float((artifacts.get(f"side:{side}") or {}).get("embed_s") or 0.0)
+        timings.add("embed_s", sides[side].embed_s)
+    result = score(
+        prepared,
+        loaded,
+        sides,
+        audit_id=audit_id,
+        created_at=audit.created_at,
+        generation=audit.generation,
+        timings=timings,
+        progress=progress,
+    )
+    with context.session() as session:
+        if lifecycle.cancel_requested(session, audit_id):
+            raise AuditCancelled(audit_id)
+        queries.complete_audit(session, audit_id, result.document, dataclasses.asdict(result.report))
+
+
+def _run_stage(
+    context: ServiceContext, audit_id: str, name: str, body: Callable[[Audit, Prepared], None]
+) -> None:
+    """Common frame of every stage: load, check state, heartbeat, and record the outcome."""
+    with context.session() as session:
+        audit = session.get(Audit, audit_id)
+        if audit is None:
+            log.warning("audit %s: %s task for an audit that does not exist; dropped", audit_id, name)
+            return
+        if audit.state != "running":
+            log.info("audit %s is %s; %s task dropped", audit_id, audit.state, name)
+            return
+        if audit.cancel_requested:
+            lifecycle.mark_cancelled(session, audit_id)
+            return
+        session.expunge(audit)
+    try:
+        spec = AuditSpec.model_validate(audit.spec)
+        prepared = prepare(spec, resolve_devices=True)
+        with heartbeat(context, audit_id):
+            body(audit, prepared)
+    except AuditCancelled:
+        with context.session() as session:
+            lifecycle.mark_cancelled(session, audit_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except AuditorError as exc:
+        _fail(context, audit_id, exc.code, exc.message)
+    except torch.cuda.OutOfMemoryError as exc:
+        _fail(context, audit_id, "out_of_memory", f"{name}: {exc}")
+    except Exception as exc:
+        log.exception("audit %s: %s failed", audit_id, name)
+        _fail(context, audit_id, "internal_error", f"{name}: {type(exc).__name__}: {exc}")
+
+
+def _fail(context: ServiceContext, audit_id: str, code: str, message: str) -> None:
+    with context.session() as session:
+        state = session.scalar(sa.select(Audit.state).where(Audit.id == audit_id))
+        # A duplicate task failing late must not overwrite an audit that another run finished.
+        if state in ("queued", "running"):
+            queries.fail_audit(session, audit_id, code=code, message=message)
+
+
+def fail_after_retries(context: ServiceContext, audit_id: str, exc: BaseException) -> None:
+    """A transient error that outlived its retries: the audit fails with the reason, never hangs."""
+    _fail(context, audit_id, "transient_error", f"gave up after retries: {type(exc).__name__}: {exc}")
+
+
+# --- stuck audits ---------------------------------------------------------------------------------------
+
+
+def sweep_stale(context: ServiceContext, *, max_attempts: int = 3) -> list[str]:
+    """Requeue audits whose worker died (no heartbeat) and re-send queued audits whose message was lost.
+
+    An audit that has already been started ``max_attempts`` times fails instead: a dataset that kills
+    its worker every time (out of memory) must not loop forever. Safe to run from many processes.
+    """
+    timeout = timedelta(seconds=context.settings.heartbeat_timeout_s)
+    with context.session() as session:
+        stale = lifecycle.stale_audits(session, heartbeat_older_than=timeout, queued_older_than=timeout)
+        seen: list[tuple[str, datetime | None, int]] = [(a.id, a.heartbeat_at, a.attempts) for a in stale]
+    requeued: list[str] = []
+    for audit_id, seen_heartbeat, attempts in seen:
+        with context.session() as session:
+            audit = session.get(Audit, audit_id)
+            if audit is None:
+                continue
+            if attempts >= max_attempts:
+                queries.fail_audit(
+                    session,
+                    audit_id,
+                    code="worker_lost",
+                    message=f"no heartbeat from its worker after {attempts} attempts; giving up",
+                )
+                continue
+            if not lifecycle.requeue_stale(session, audit, seen_heartbeat=seen_heartbeat):
+                continue
+        context.require_dispatcher().enqueue_start(audit_id)
+        requeued.append(audit_id)
+    return requeued
+
+
+def describe_progress(audit: Audit) -> dict[str, Any]:
+    return dict(audit.progress or {})

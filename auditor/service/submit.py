@@ -1,0 +1,95 @@
+"""Submitting an audit over the API: validate everything cheap, record it, commit, then enqueue.
+
+The order matters: the audit row is committed before its task is sent, so a worker can never receive
+an id it cannot find; if sending fails (broker down) the audit stays ``queued`` and the sweeper sends
+it later, so an accepted audit is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from auditor.api.schemas import AuditCreate
+from auditor.datasets.refs import detect_format, resolve_local_path
+from auditor.db import access, queries
+from auditor.db.access import Principal
+from auditor.errors import AuditorError, ForbiddenError, ServiceUnavailableError
+from auditor.pipeline.spec import AuditSpec
+from auditor.pipeline.stages import prepare, sides_of
+from auditor.service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+def build_spec(context: ServiceContext, body: AuditCreate) -> AuditSpec:
+    """The audit spec with a named policy resolved to its body (the spec records the exact rules)."""
+    policy: dict[str, Any] | None = body.policy
+    if body.policy_name is not None:
+        with context.session() as session:
+            row = access.get_policy(
+                session, project=body.project, name=body.policy_name, version=body.policy_version
+            )
+            policy = dict(row.body)
+    fields = body.model_dump(exclude={"policy", "policy_name", "policy_version"})
+    return AuditSpec.model_validate({**fields, "policy": policy})
+
+
+def check_references(context: ServiceContext, spec: AuditSpec) -> None:
+    """Refuse a reference that cannot be read before anything is queued (missing, bad format, ...)."""
+    for ref in sides_of(spec).values():
+        detect_format(resolve_local_path(ref.uri), ref.format)
+
+
+def submit_audit(
+    context: ServiceContext, principal: Principal, body: AuditCreate, idempotency_key: str | None
+) -> tuple[str, bool]:
+    """Record and enqueue an audit; returns (audit id, whether it was created by this call)."""
+    if not principal.may_access(body.project):
+        raise ForbiddenError(f"this API key may not submit audits to project {body.project!r}")
+    if idempotency_key is not None:
+        existing = _find_idempotent(context, body.project, idempotency_key)
+        if existing is not None:
+            return existing, False
+    spec = build_spec(context, body)
+    prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
+    check_references(context, spec)
+    audit_id = uuid.uuid4().hex
+    try:
+        with context.session() as session:
+            queries.create_audit(
+                session,
+                audit_id=audit_id,
+                project=spec.project,
+                spec=spec.model_dump(mode="json"),
+                extractor=spec.extractor,
+                parent_audit_id=spec.parent_audit_id,
+                generation=spec.generation,
+                tags=spec.tags,
+                state="queued",
+                source="api",
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the race: answer with its audit.
+        if idempotency_key is not None:
+            existing = _find_idempotent(context, body.project, idempotency_key)
+            if existing is not None:
+                return existing, False
+        raise
+    try:
+        context.require_dispatcher().enqueue_start(audit_id)
+    except ServiceUnavailableError:
+        log.warning("audit %s accepted but not yet queued (broker down); the sweeper will send it", audit_id)
+    return audit_id, True
+
+
+def _find_idempotent(context: ServiceContext, project: str, key: str) -> str | None:
+    with context.session() as session:
+        return queries.find_audit_by_idempotency_key(session, project=project, key=key)
+
+
+__all__ = ["AuditorError", "build_spec", "check_references", "submit_audit"]
