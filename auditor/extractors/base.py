@@ -10,23 +10,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from auditor.pipeline.progress import ProgressReporter
 
+if TYPE_CHECKING:
+    from auditor.datasets.refs import ResolvedDataset
+
 
 @dataclass
 class LoadedDataset:
-    """A dataset reference resolved and read: what an extractor consumes."""
+    """A dataset reference resolved (checked, listed, fingerprinted; samples read lazily).
+
+    ``path`` is the local file for single-file formats (embeddings, tables, text files), None for
+    image folders, archives and shards, which extractors read through ``resolved.image_samples()``.
+    """
 
     side: str  # real | synthetic | holdout
     reference: str
-    path: Path
+    path: Path | None
     format: str
     fingerprint: str
     options: dict[str, Any]
+    resolved: ResolvedDataset | None = None
+
+    @property
+    def modality(self) -> str | None:
+        return self.resolved.modality if self.resolved is not None else None
+
+    def require_path(self) -> Path:
+        if self.path is None:
+            raise ValueError(f"{self.reference} is not a single local file")
+        return self.path
 
 
 @runtime_checkable

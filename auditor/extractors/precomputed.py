@@ -18,6 +18,8 @@ class PrecomputedExtractor:
     name = "precomputed"
     version = "1"
     modality = "embeddings"
+    accepts = frozenset({"embeddings"})
+    cacheable = False  # reading the file is the embedding
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = options or {}
@@ -34,7 +36,9 @@ class PrecomputedExtractor:
                 "use --extractor tabular for tables",
                 details={"side": dataset.side, "format": dataset.format},
             )
-        array = read_embeddings(dataset.path, dataset.format, dataset.options)
+        array = read_embeddings(dataset.require_path(), dataset.format, dataset.options)
+        if dataset.resolved is not None and dataset.resolved.options.max_samples is not None:
+            array = array[dataset.resolved.selected_rows(len(array))]
         self.dim = self.dim or int(array.shape[1])
         return torch.from_numpy(array)
 

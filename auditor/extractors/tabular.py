@@ -32,6 +32,8 @@ class TabularExtractor:
     name = "tabular"
     version = "1"
     modality = "table"
+    accepts = frozenset({"table"})
+    cacheable = False  # encoding a table is cheaper than reading a cache entry
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = options or {}
@@ -47,7 +49,9 @@ class TabularExtractor:
                 "use --extractor precomputed for embeddings",
                 details={"side": dataset.side, "format": dataset.format},
             )
-        frame = read_table(dataset.path, dataset.format)
+        frame = read_table(dataset.require_path(), dataset.format)
+        if dataset.resolved is not None and dataset.resolved.options.max_samples is not None:
+            frame = frame.iloc[dataset.resolved.selected_rows(len(frame))].reset_index(drop=True)
         drop = self.options.get("drop_columns") or []
         return frame.drop(columns=[c for c in drop if c in frame.columns])
 

@@ -93,7 +93,7 @@ def _execute(
 ) -> AuditResult:
     timings = StageTimings()
     start = time.perf_counter()
-    loaded = load_sides(prepared.spec, progress)
+    loaded = load_sides(prepared.spec, progress, extractor=prepared.extractor)
     timings.add("load_s", time.perf_counter() - start)
 
     progress.start("embed", len(loaded))

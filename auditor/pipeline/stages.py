@@ -19,8 +19,8 @@ import torch
 
 from auditor import __version__
 from auditor.artifacts import ArtifactStore
-from auditor.datasets.fingerprint import file_fingerprint
-from auditor.datasets.refs import detect_format, resolve_local_path
+from auditor.config import Settings, get_settings
+from auditor.datasets.refs import ResolvedDataset, require_modality, resolve_dataset
 from auditor.errors import UnknownNameError
 from auditor.extractors import get_extractor
 from auditor.extractors.base import FeatureExtractor, LoadedDataset
@@ -89,29 +89,57 @@ def sides_of(spec: AuditSpec) -> dict[str, DatasetRef]:
     return sides
 
 
-def load_reference(side: str, ref: DatasetRef) -> LoadedDataset:
-    path = resolve_local_path(ref.uri)
-    fmt = detect_format(path, ref.format)
-    return LoadedDataset(
-        side=side,
-        reference=ref.uri,
-        path=path,
-        format=fmt,
-        fingerprint=file_fingerprint(path),
+def resolve_reference(ref: DatasetRef, settings: Settings | None = None) -> ResolvedDataset:
+    """Check, list and fingerprint one reference under the configured schemes and data roots."""
+    settings = settings or get_settings()
+    return resolve_dataset(
+        ref.uri,
+        format=ref.format,
         options=ref.options,
+        allowed_schemes=settings.remote_scheme_set(),
+        data_roots=settings.data_root_paths(),
+        download_dir=settings.home / "downloads",
     )
 
 
-def load_sides(spec: AuditSpec, progress: ProgressReporter | None = None) -> dict[str, LoadedDataset]:
+def load_reference(side: str, ref: DatasetRef, settings: Settings | None = None) -> LoadedDataset:
+    resolved = resolve_reference(ref, settings)
+    return LoadedDataset(
+        side=side,
+        reference=ref.uri,
+        path=resolved.local_path,
+        format=resolved.format,
+        fingerprint=resolved.fingerprint,
+        options=ref.options,
+        resolved=resolved,
+    )
+
+
+def load_sides(
+    spec: AuditSpec,
+    progress: ProgressReporter | None = None,
+    *,
+    extractor: FeatureExtractor | None = None,
+    settings: Settings | None = None,
+) -> dict[str, LoadedDataset]:
+    """Resolve every side; with ``extractor``, refuse a modality it cannot read before any heavy work."""
     progress = progress or NullProgress()
     sides = sides_of(spec)
     progress.start("load", len(sides))
     loaded = {}
     for side, ref in sides.items():
-        loaded[side] = load_reference(side, ref)
+        loaded[side] = load_reference(side, ref, settings)
+        resolved = loaded[side].resolved
+        if extractor is not None and resolved is not None:
+            require_modality(resolved, accepted_modalities(extractor), extractor.name)
         progress.advance("load")
     progress.finish("load")
     return loaded
+
+
+def accepted_modalities(extractor: FeatureExtractor) -> set[str]:
+    # parquet resolves to "embeddings" or "table" by its columns; the extractor's readers decide the rest.
+    return set(getattr(extractor, "accepts", None) or {extractor.modality})
 
 
 def cache_key(extractor: FeatureExtractor, dataset: LoadedDataset, real: LoadedDataset) -> str | None:
@@ -160,7 +188,7 @@ def embed_side(
 
 
 def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "reference": dataset.reference,
         "format": dataset.format,
         "fingerprint": dataset.fingerprint,
@@ -168,6 +196,11 @@ def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:
         "dim": int(side.features.shape[1]),
         "from_cache": side.from_cache,
     }
+    if dataset.resolved is not None:
+        described = dataset.resolved.describe()
+        for name in ("modality", "scheme", "content_fingerprint", "n_bytes", "skipped", "has_labels"):
+            doc[name] = described.get(name)
+    return doc
 
 
 def score(

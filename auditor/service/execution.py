@@ -158,7 +158,7 @@ def start_audit(context: ServiceContext, audit_id: str) -> None:
 
     def stage(audit: Audit, prepared: Prepared) -> None:
         progress = DatabaseProgress(context, audit_id)
-        loaded = load_sides(prepared.spec, progress)
+        loaded = load_sides(prepared.spec, progress, extractor=prepared.extractor, settings=context.settings)
         needed = [
             side
             for side in loaded
@@ -181,7 +181,7 @@ def embed_audit_side(context: ServiceContext, audit_id: str, side: str) -> None:
     """Embed one side into the artifact store; the last side to finish hands over to scoring."""
 
     def stage(audit: Audit, prepared: Prepared) -> None:
-        loaded = load_sides(prepared.spec)
+        loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
         if side not in loaded:
             raise BadInputError(f"audit {audit_id} has no {side!r} side")
         result = embed_side(
@@ -216,7 +216,7 @@ def _score(context: ServiceContext, audit: Audit, prepared: Prepared) -> None:
     progress = DatabaseProgress(context, audit_id)
     timings = StageTimings()
     start = time.perf_counter()
-    loaded = load_sides(prepared.spec)
+    loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
     timings.add("load_s", time.perf_counter() - start)
     artifacts = audit.artifacts or {}
     needed = set((artifacts.get("needed") or {}).get("sides") or [])

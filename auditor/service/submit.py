@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from auditor.api.schemas import AuditCreate
-from auditor.datasets.refs import detect_format, resolve_local_path
+from auditor.datasets.refs import require_modality
+from auditor.datasets.uri import check_scheme, parse_uri
 from auditor.db import access, queries
 from auditor.db.access import Principal
 from auditor.errors import AuditorError, ForbiddenError, ServiceUnavailableError
+from auditor.extractors.base import FeatureExtractor
 from auditor.pipeline.spec import AuditSpec
-from auditor.pipeline.stages import prepare, sides_of
+from auditor.pipeline.stages import accepted_modalities, prepare, resolve_reference, sides_of
 from auditor.service.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,19 @@ def build_spec(context: ServiceContext, body: AuditCreate) -> AuditSpec:
     return AuditSpec.model_validate({**fields, "policy": policy})
 
 
-def check_references(context: ServiceContext, spec: AuditSpec) -> None:
-    """Refuse a reference that cannot be read before anything is queued (missing, bad format, ...)."""
+def check_references(context: ServiceContext, spec: AuditSpec, extractor: FeatureExtractor) -> None:
+    """Refuse a reference that cannot be read before anything is queued.
+
+    Local references are resolved in full (missing, outside the data roots, empty, unknown format,
+    wrong modality for the extractor); remote ones only have their scheme checked here, since resolving
+    them means downloading, which is the worker's job.
+    """
     for ref in sides_of(spec).values():
-        detect_format(resolve_local_path(ref.uri), ref.format)
+        parsed = parse_uri(ref.uri)
+        check_scheme(parsed, context.settings.remote_scheme_set())
+        if parsed.is_local:
+            resolved = resolve_reference(ref, context.settings)
+            require_modality(resolved, accepted_modalities(extractor), extractor.name)
 
 
 def submit_audit(
@@ -55,8 +66,8 @@ def submit_audit(
         if existing is not None:
             return existing, False
     spec = build_spec(context, body)
-    prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
-    check_references(context, spec)
+    prepared = prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
+    check_references(context, spec, prepared.extractor)
     audit_id = uuid.uuid4().hex
     try:
         with context.session() as session:
