@@ -76,9 +76,10 @@ def prepare(spec: AuditSpec, *, resolve_devices: bool = True) -> Prepared:
         policy.check_applicable(
             spec.params.metrics, spec.params.bootstrap > 0 or spec.params.spectral_bootstrap > 0
         )
-    extractor = get_extractor(spec.extractor, spec.extractor_options)
     # The API validates on a machine that may have no GPU while its workers do: it skips the device.
     device = resolve_device(spec.device) if resolve_devices else torch.device("cpu")
+    # Extractors run their network on the audit's device; it is not part of their identity (describe()).
+    extractor = get_extractor(spec.extractor, {**spec.extractor_options, "device": str(device)})
     return Prepared(spec=spec, policy=policy, extractor=extractor, device=device)
 
 
