@@ -12,6 +12,7 @@ from helpers.databases import (  # noqa: F401  (fixtures, found by name)
     postgres_server,
     session_factory,
 )
+from helpers.services import redis_server  # noqa: F401  (fixture: a private redis-server)
 from helpers.torchvision_standin import install_torchvision_standin
 
 # Before any test module imports pytorch-fid, clean-fid or torch-fidelity (all import torchvision at

@@ -126,6 +126,8 @@ def heartbeat(
     worker is alive regardless, and stops the moment the worker dies, which is what the sweeper detects.
     """
     stop = threading.Event()
+    # Several beats per timeout, so one slow write never makes a live worker look dead.
+    interval_s = min(interval_s, context.settings.heartbeat_timeout_s / 3)
 
     def beat() -> None:
         while not stop.wait(interval_s):

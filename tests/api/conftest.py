@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.services import ApiServer, redis_server, write_embeddings  # noqa: F401  (fixture)
+from helpers.services import ApiServer, write_embeddings
 
 from auditor.client import AuditorClient
 from auditor.config import Settings
