@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from auditor.api.schemas import AuditCreate
-from auditor.datasets.refs import require_modality
-from auditor.datasets.uri import check_scheme, parse_uri
+from auditor.datasets.refs import FORMAT_MODALITIES, WrongModalityError, detect_format, resolve_local_path
+from auditor.datasets.uri import check_scheme, has_braces, parse_uri
 from auditor.db import access, queries
 from auditor.db.access import Principal
 from auditor.errors import AuditorError, ForbiddenError, ServiceUnavailableError
 from auditor.extractors.base import FeatureExtractor
 from auditor.pipeline.spec import AuditSpec
-from auditor.pipeline.stages import accepted_modalities, prepare, resolve_reference, sides_of
+from auditor.pipeline.stages import accepted_modalities, prepare, sides_of
 from auditor.service.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,27 @@ def build_spec(context: ServiceContext, body: AuditCreate) -> AuditSpec:
 
 
 def check_references(context: ServiceContext, spec: AuditSpec, extractor: FeatureExtractor) -> None:
-    """Refuse a reference that cannot be read before anything is queued.
+    """Refuse, in the request, a reference that cannot be read: cheap checks only, no hashing.
 
-    Local references are resolved in full (missing, outside the data roots, empty, unknown format,
-    wrong modality for the extractor); remote ones only have their scheme checked here, since resolving
-    them means downloading, which is the worker's job.
+    Scheme enabled; for local references: inside the data roots, existing, a known format, and a
+    modality the extractor reads (where the format alone tells it). Listing, fingerprinting and
+    downloading are the worker's ``start`` stage, which re-checks everything before any heavy work.
     """
+    accepted = accepted_modalities(extractor)
+    roots = context.settings.data_root_paths()
     for ref in sides_of(spec).values():
         parsed = parse_uri(ref.uri)
         check_scheme(parsed, context.settings.remote_scheme_set())
-        if parsed.is_local:
-            resolved = resolve_reference(ref, context.settings)
-            require_modality(resolved, accepted_modalities(extractor), extractor.name)
+        if not parsed.is_local or has_braces(parsed.path):
+            continue
+        fmt = detect_format(resolve_local_path(ref.uri, roots, allow_directory=True), ref.format)
+        modalities = FORMAT_MODALITIES.get(fmt, ())
+        if modalities and not set(modalities) & accepted:
+            raise WrongModalityError(
+                f"extractor {extractor.name!r} reads {' or '.join(sorted(accepted))} data, but {ref.uri} "
+                f"is a {fmt} dataset ({' or '.join(modalities)})",
+                details={"uri": ref.uri, "format": fmt, "allowed": sorted(accepted)},
+            )
 
 
 def submit_audit(

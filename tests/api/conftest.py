@@ -40,6 +40,7 @@ def service(migrated_database_url: str, tmp_path: Path) -> Iterator[Service]:
         home=tmp_path / "home",
         max_request_bytes=64 * 1024,
         cors_origins="https://dashboard.example",
+        data_roots=str(tmp_path),  # datasets are confined to the test's directory
     )
     context = ServiceContext.from_settings(settings, migrate=False)
     dispatcher = InProcessDispatcher(context)
