@@ -285,5 +285,8 @@ def gate(
     for rule in rules:
         if rule.get("outcome") not in (None, "pass"):
             stderr.print(f"  {rule}", highlight=False, markup=False)
+    error = audit.get("error")
+    if audit["state"] != "succeeded" and error:
+        stderr.print(f"error [{error.get('code')}]: {error.get('message')}", highlight=False, markup=False)
     typer.echo(f"{audit['id']} {audit['state']} gate={verdict}")
     raise typer.Exit(_exit_for(audit))
