@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -48,11 +50,46 @@ def get_principal(
         secret = value.strip()
     if not secret:
         raise AuthError("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    with context.session() as session:
-        return access.authenticate(session, secret)
+    return _principal_cache(context).get(secret, context)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+# How long a verified key is trusted without asking the database again; also the longest a revoked
+# key keeps working on a replica that saw it recently.
+PRINCIPAL_TTL_S = 10.0
+
+
+class PrincipalCache:
+    """Verified keys by their SHA-256 for :data:`PRINCIPAL_TTL_S` (one query per key, not per request)."""
+
+    def __init__(self, ttl_s: float = PRINCIPAL_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, secret: str, context: ServiceContext) -> Principal:
+        digest = access.hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        with context.session() as session:
+            principal = access.authenticate(session, secret)  # AuthError for unknown keys: never cached
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[digest] = (principal, now + self.ttl_s)
+        return principal
+
+
+def _principal_cache(context: ServiceContext) -> PrincipalCache:
+    cache = getattr(context, "principal_cache", None)
+    if cache is None:
+        cache = PrincipalCache()
+        context.principal_cache = cache
+    return cache
 
 
 def require_project_access(principal: Principal, project: str) -> None:

@@ -70,6 +70,19 @@ def serve(
         )
     if settings.broker_url is None and settings.auth_required:
         _ensure_embedded_admin_key(settings, console)
+    if workers > 1:
+        # One process per worker, each with its own context (auditor.api.server.build_app).
+        ServiceContext.from_settings(settings).engine.dispose()  # migrate once, before they start
+        uvicorn.run(
+            "auditor.api.server:build_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+        return
     context = ServiceContext.from_settings(settings)
     sweeper = None
     if settings.broker_url is None:

@@ -177,6 +177,9 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     message: Mapped[str | None] = mapped_column(sa.Text)
 
+    # Lets the unit of work insert an audit and its first event in one flush, in the right order.
+    audit: Mapped[Audit] = relationship(lazy="raise")
+
     def __repr__(self) -> str:
         return f"AuditEvent(audit_id={self.audit_id!r}, state={self.state!r}, at={self.at!r})"
 

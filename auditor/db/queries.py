@@ -136,8 +136,9 @@ def create_audit(
         artifacts={},
     )
     session.add(audit)
+    # The first event goes in the same flush: one round of INSERTs for a submit.
+    session.add(AuditEvent(audit=audit, state=state, at=now))
     session.flush()
-    record_event(session, audit_id, state, at=now)
     return audit
 
 

@@ -26,7 +26,9 @@ def make_engine(url: str, *, migrating: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # pre_ping: a long-lived API/worker process outlives server restarts and idle-connection reaping.
-        return create_engine(url, pool_pre_ping=True)
+        # The pool covers the API's request threads (each request holds at most one connection at a
+        # time), so a burst queues in the threadpool, not on a pool timeout.
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +43,7 @@ class ServiceContext:
     store: ArtifactStore
     dispatcher: Dispatcher | None = None
     name: str = field(default_factory=worker_name)
+    principal_cache: Any = None  # auditor.api.deps.PrincipalCache, built on the first request
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:

@@ -18,6 +18,7 @@ from auditor.datasets.refs import FORMAT_MODALITIES, WrongModalityError, detect_
 from auditor.datasets.uri import check_scheme, has_braces, parse_uri
 from auditor.db import access, queries
 from auditor.db.access import Principal
+from auditor.db.models import Audit
 from auditor.errors import AuditorError, ForbiddenError, ServiceUnavailableError
 from auditor.extractors.base import FeatureExtractor
 from auditor.pipeline.spec import AuditSpec
@@ -66,21 +67,25 @@ def check_references(context: ServiceContext, spec: AuditSpec, extractor: Featur
 
 def submit_audit(
     context: ServiceContext, principal: Principal, body: AuditCreate, idempotency_key: str | None
-) -> tuple[str, bool]:
-    """Record and enqueue an audit; returns (audit id, whether it was created by this call)."""
+) -> tuple[str, Audit | None]:
+    """Record and enqueue an audit.
+
+    Returns the audit id and, when this call created it, the new row (detached, project loaded), so the
+    API can answer without reading it back; ``None`` for an idempotent replay.
+    """
     if not principal.may_access(body.project):
         raise ForbiddenError(f"this API key may not submit audits to project {body.project!r}")
     if idempotency_key is not None:
         existing = _find_idempotent(context, body.project, idempotency_key)
         if existing is not None:
-            return existing, False
+            return existing, None
     spec = build_spec(context, body)
     prepared = prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
     check_references(context, spec, prepared.extractor)
     audit_id = uuid.uuid4().hex
     try:
         with context.session() as session:
-            queries.create_audit(
+            audit = queries.create_audit(
                 session,
                 audit_id=audit_id,
                 project=spec.project,
@@ -98,13 +103,13 @@ def submit_audit(
         if idempotency_key is not None:
             existing = _find_idempotent(context, body.project, idempotency_key)
             if existing is not None:
-                return existing, False
+                return existing, None
         raise
     try:
         context.require_dispatcher().enqueue_start(audit_id)
     except ServiceUnavailableError:
         log.warning("audit %s accepted but not yet queued (broker down); the sweeper will send it", audit_id)
-    return audit_id, True
+    return audit_id, audit
 
 
 def _find_idempotent(context: ServiceContext, project: str, key: str) -> str | None:

@@ -64,8 +64,9 @@ def create_audit(
     """Queue an audit and answer at once; poll ``GET /v1/audits/{id}`` (or ``auditor wait``)."""
     audit_id, created = submit_audit(context, principal, body, idempotency_key)
     response.headers["Location"] = f"/v1/audits/{audit_id}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
+    if created is not None:
+        return audit_public(created, with_result=False)
+    response.headers["Idempotent-Replayed"] = "true"
     return audit_public(queries.get_audit(session, audit_id), with_result=False)
 
 

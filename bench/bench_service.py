@@ -1,0 +1,316 @@
+"""Service benchmark: submit latency under load, and end-to-end audits per minute with 1 and 2 workers.
+
+    python bench/bench_service.py [--rate 100] [--seconds 15] [--audits 24] [--out bench/RESULTS_service.md]
+
+Everything real, on loopback: a private ``redis-server``, a fresh PostgreSQL database on the local
+server (``AUDITOR_BENCH_PG``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres`` as
+admin), ``auditor serve`` as a subprocess with the Celery dispatcher (the deployment mode), and
+``auditor worker`` subprocesses.
+
+1. Submit latency: ``POST /v1/audits`` fired open-loop at ``--rate`` requests/s for ``--seconds``
+   (each request starts at its scheduled time whether or not earlier ones finished, so a slow server
+   shows up as latency, not as a lower rate), no workers running (pure submit cost). p50/p99/max.
+   Then closed-loop with 16 concurrent clients for the maximum sustained submit throughput.
+2. Throughput: ``--audits`` small precomputed-embedding audits submitted at once, completed by 1 and
+   then 2 CPU workers (``--pool solo``, one torch thread each: one worker per core is the deployment
+   rule for CPU workers); audits per minute from first submit to last completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+
+AUDITOR = str(Path(sys.executable).parent / "auditor")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class Stack:
+    def __init__(self, workdir: Path, api_workers: int = 1) -> None:
+        self.workdir = workdir
+        self.api_workers = api_workers
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        admin = os.environ.get("AUDITOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+        self.db_name = f"auditor_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{self.db_name}"')
+        self.admin_url = admin
+        base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        self.database_url = f"{base}/{self.db_name}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+        self.env.update(
+            AUDITOR_DATABASE_URL=self.database_url,
+            AUDITOR_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            AUDITOR_HOME=str(workdir / "home"),
+            OMP_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
+
+    def spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        handle = (self.workdir / log).open("ab")
+        process = subprocess.Popen(
+            args, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.processes.append(process)
+        return process
+
+    def start(self) -> str:
+        redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.spawn(
+            [redis_bin, "--port", str(self.redis_port), "--save", "", "--appendonly", "no"], "redis.log"
+        )
+        subprocess.run([AUDITOR, "db", "upgrade"], env=self.env, check=True, capture_output=True)
+        key = subprocess.run(
+            [AUDITOR, "keys", "create", "--admin"], env=self.env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        serve = [AUDITOR, "serve", "--host", "127.0.0.1", "--port", str(self.api_port)]
+        self.spawn([*serve, "--workers", str(self.api_workers)], "api.log")
+        wait_until(lambda: httpx.get(f"{self.url}/readyz").status_code == 200, 60, "the API")
+        return key
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"worker-{index}.log"
+        process = self.spawn([AUDITOR, "worker", "--queues", "cpu,gpu", "--pool", "solo"], log.name)
+        wait_until(lambda: b"ready." in log.read_bytes(), 60, "a worker")
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            self.stop(process)
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    def count_finished(self, ids: list[str]) -> int:
+        engine = sa.create_engine(self.database_url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as connection:
+                query = sa.text(
+                    "SELECT count(*) FROM audits WHERE id = ANY(:ids) AND state IN ('succeeded','failed')"
+                )
+                return int(connection.execute(query, {"ids": ids}).scalar() or 0)
+        finally:
+            engine.dispose()
+
+    def flush_queue(self) -> None:
+        import redis
+
+        redis.Redis(port=self.redis_port).flushall()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def open_loop(url: str, key: str, body: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
+    ) as client:
+        start = time.perf_counter()
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            t = time.perf_counter()
+            response = await client.post("/v1/audits", json=body)
+            latencies.append(time.perf_counter() - t)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+        elapsed = time.perf_counter() - start
+    return {
+        "requests": total,
+        "achieved_rate": total / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+        "statuses": statuses,
+    }
+
+
+async def closed_loop(
+    url: str, key: str, body: dict[str, Any], clients: int, seconds: float
+) -> dict[str, Any]:
+    done = 0
+    latencies: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def loop() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                response = await client.post("/v1/audits", json=body)
+                latencies.append(time.perf_counter() - t)
+                done += response.status_code == 202
+
+        start = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return {
+        "throughput": done / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def audits_per_minute(
+    stack: Stack, key: str, body: dict[str, Any], workers: int, audits: int
+) -> dict[str, Any]:
+    stack.flush_queue()
+    processes = [stack.start_worker(100 * workers + i) for i in range(workers)]
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        start = time.perf_counter()
+        ids = [client.post("/v1/audits", json=body).json()["id"] for _ in range(audits)]
+        wait_until(lambda: stack.count_finished(ids) == audits, 1800, "the audits")
+        elapsed = time.perf_counter() - start
+        states = [client.get(f"/v1/audits/{i}").json()["state"] for i in ids]
+    for process in processes:
+        stack.stop(process)
+    return {
+        "workers": workers,
+        "audits": audits,
+        "seconds": elapsed,
+        "per_minute": audits / elapsed * 60,
+        "succeeded": states.count("succeeded"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--audits", type=int, default=24)
+    parser.add_argument("--n", type=int, default=1000, help="Samples per side of each throughput audit.")
+    parser.add_argument("--api-workers", type=int, default=1, help="`auditor serve --workers`.")
+    parser.add_argument("--out", type=Path, default=Path("bench/RESULTS_service.md"))
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="auditor-bench-"))
+    rng = np.random.default_rng(0)
+    np.save(workdir / "real.npy", rng.normal(size=(args.n, 64)).astype(np.float32))
+    np.save(workdir / "synthetic.npy", (rng.normal(size=(args.n, 64)) + 0.2).astype(np.float32))
+    body = {
+        "real": {"uri": str(workdir / "real.npy")},
+        "synthetic": {"uri": str(workdir / "synthetic.npy")},
+        "params": {
+            "metrics": ["fid", "precision", "recall", "density", "coverage"],
+            "bootstrap": 50,
+            "spectral_bootstrap": 5,
+        },
+    }
+    stack = Stack(workdir, args.api_workers)
+    try:
+        key = stack.start()
+        asyncio.run(open_loop(stack.url, key, body, 20, 1))  # warm-up
+        latency = asyncio.run(open_loop(stack.url, key, body, args.rate, args.seconds))
+        print("open loop:", latency, flush=True)
+        saturation = asyncio.run(closed_loop(stack.url, key, body, 16, 10))
+        print("closed loop:", saturation, flush=True)
+        one = audits_per_minute(stack, key, body, 1, args.audits)
+        print("1 worker:", one, flush=True)
+        two = audits_per_minute(stack, key, body, 2, args.audits)
+        print("2 workers:", two, flush=True)
+    finally:
+        stack.close()
+
+    scaling = two["per_minute"] / one["per_minute"]
+    latency_met = "met" if latency["p99_ms"] < 50 and args.rate >= 100 else "not met"
+    scaling_met = "met" if scaling >= 1.8 else "not met"
+    rows = [
+        f"| {r['workers']} | {r['seconds']:.1f} | {r['per_minute']:.1f} | {r['succeeded']}/{r['audits']} |"
+        for r in (one, two)
+    ]
+    command = "python bench/bench_service.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Service benchmark",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        "API, Redis, PostgreSQL, workers and the load generator all on this machine (loopback); "
+        f"API processes: {args.api_workers}.",
+        "",
+        "## Submit latency (`POST /v1/audits`, open loop, no workers running)",
+        "",
+        "| target rate | achieved | requests | p50 | p99 | max | statuses |",
+        "|---|---|---|---|---|---|---|",
+        f"| {args.rate:.0f}/s | {latency['achieved_rate']:.1f}/s | {latency['requests']} "
+        f"| {latency['p50_ms']:.1f} ms | {latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms "
+        f"| {latency['statuses']} |",
+        "",
+        f"Closed loop, 16 concurrent clients, 10 s: **{saturation['throughput']:.0f} submits/s** "
+        f"(p50 {saturation['p50_ms']:.1f} ms, p99 {saturation['p99_ms']:.1f} ms).",
+        "",
+        f"Target p99 < 50 ms at 100 requests/s: **{latency_met}**.",
+        "",
+        f"## End-to-end audits per minute ({args.audits} audits, {args.n} x 64 precomputed embeddings "
+        "per side, fid/precision/recall/density/coverage, 50 bootstrap replicates)",
+        "",
+        "| CPU workers | seconds | audits/min | succeeded |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Scaling 2 vs 1 worker: **{scaling:.2f}x** (target 1.8x: **{scaling_met}**).",
+        "",
+    ]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
