@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -151,25 +152,61 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def open_loop(url: str, key: str, body: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: one pre-encoded request, bytes out,
+    status line and body in. The load generator shares the 2 cores with the server, so it must cost
+    far less per request than the server does (httpx costs about as much as the endpoint itself)."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        self.port = port
+        self.request = request
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self) -> int:
+        connection = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = connection
+        writer.write(self.request)
+        status_line = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self.idle.append(connection)
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+def encode_submit(port: int, key: str, body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /v1/audits HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def open_loop(port: int, key: str, body: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     total = int(rate * seconds)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
-    ) as client:
-        start = time.perf_counter()
+    client = RawClient(port, encode_submit(port, key, body))
+    start = time.perf_counter()
 
-        async def one(i: int) -> None:
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            t = time.perf_counter()
-            response = await client.post("/v1/audits", json=body)
-            latencies.append(time.perf_counter() - t)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    async def one(i: int) -> None:
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        t = time.perf_counter()
+        status = await client.post()
+        latencies.append(time.perf_counter() - t)
+        statuses[status] = statuses.get(status, 0) + 1
 
-        await asyncio.gather(*(one(i) for i in range(total)))
-        elapsed = time.perf_counter() - start
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - start
+    client.close()
     return {
         "requests": total,
         "achieved_rate": total / elapsed,
@@ -182,26 +219,25 @@ async def open_loop(url: str, key: str, body: dict[str, Any], rate: float, secon
 
 
 async def closed_loop(
-    url: str, key: str, body: dict[str, Any], clients: int, seconds: float
+    port: int, key: str, body: dict[str, Any], clients: int, seconds: float
 ) -> dict[str, Any]:
     done = 0
     latencies: list[float] = []
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as client:
-        deadline = time.perf_counter() + seconds
+    client = RawClient(port, encode_submit(port, key, body))
+    deadline = time.perf_counter() + seconds
 
-        async def loop() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                t = time.perf_counter()
-                response = await client.post("/v1/audits", json=body)
-                latencies.append(time.perf_counter() - t)
-                done += response.status_code == 202
+    async def loop() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            status = await client.post()
+            latencies.append(time.perf_counter() - t)
+            done += status == 202
 
-        start = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    client.close()
     return {
         "throughput": done / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -257,10 +293,10 @@ def main() -> None:
     stack = Stack(workdir, args.api_workers)
     try:
         key = stack.start()
-        asyncio.run(open_loop(stack.url, key, body, 20, 1))  # warm-up
-        latency = asyncio.run(open_loop(stack.url, key, body, args.rate, args.seconds))
+        asyncio.run(open_loop(stack.api_port, key, body, 20, 1))  # warm-up
+        latency = asyncio.run(open_loop(stack.api_port, key, body, args.rate, args.seconds))
         print("open loop:", latency, flush=True)
-        saturation = asyncio.run(closed_loop(stack.url, key, body, 16, 10))
+        saturation = asyncio.run(closed_loop(stack.api_port, key, body, 16, 10))
         print("closed loop:", saturation, flush=True)
         one = audits_per_minute(stack, key, body, 1, args.audits)
         print("1 worker:", one, flush=True)
