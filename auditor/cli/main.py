@@ -49,6 +49,24 @@ def _parse_metrics(metrics: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in metrics.split(",") if m.strip())
 
 
+def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options; values are read as YAML scalars (numbers, booleans), else kept as text."""
+    import yaml
+
+    from auditor.errors import BadInputError
+
+    parsed: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise BadInputError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            parsed[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed[name.strip()] = value
+    return parsed
+
+
 def _write_report(
     path: Path, document: dict[str, Any], report: Any, trend: list[dict[str, Any]] | None
 ) -> None:
@@ -66,8 +84,27 @@ def audit(
     holdout: Annotated[
         str | None, typer.Option(help="Real holdout: gives every metric its real-vs-real noise floor.")
     ] = None,
-    extractor: Annotated[str, typer.Option(help="precomputed | tabular")] = "precomputed",
+    extractor: Annotated[
+        str,
+        typer.Option(
+            help="precomputed | tabular | inception-v3-fid | dinov2-vitb14 | dinov2-vitl14 | text-minilm"
+        ),
+    ] = "precomputed",
     key: Annotated[str | None, typer.Option(help="Array name (npz/pt) or column (parquet) to read.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="Dataset option KEY=VALUE for every side (repeatable): max_samples=5000, seed=1, "
+            "text_field=body, labels=folder, max_bad_fraction=0.01, ...",
+        ),
+    ] = None,
+    extractor_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extractor-option", help="Extractor option KEY=VALUE (repeatable): batch_size=128, ..."
+        ),
+    ] = None,
     metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics (default: all).")] = None,
     nearest_k: Annotated[int, typer.Option("--nearest-k", min=1)] = 5,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap replicates (0 = no intervals).")] = 200,
@@ -99,7 +136,8 @@ def audit(
 
     console = _console_for(json_out)
     settings = get_settings()
-    options = {"key": key} if key else {}
+    options: dict[str, Any] = {"key": key} if key else {}
+    options.update(_parse_pairs(option, "--option"))
     try:
         params = MetricParams(
             metrics=_parse_metrics(metrics),
@@ -122,6 +160,7 @@ def audit(
         synthetic=DatasetRef(uri=synthetic, options=options),
         holdout=DatasetRef(uri=holdout, options=options) if holdout else None,
         extractor=extractor,
+        extractor_options=_parse_pairs(extractor_option, "--extractor-option"),
         params=params,
         device=device,
         policy=Policy.from_yaml(policy).model_dump(mode="json") if policy else None,
