@@ -33,16 +33,16 @@ def context() -> ServiceContext:
     return _context
 
 
-def _run(task: Task, body: Any, *args: str) -> None:
+def _run(task: Task, body: Any, audit_id: str, *args: str | int) -> None:
     settings = context().settings
     try:
-        body(context(), *args)
+        body(context(), audit_id, *args)
     except execution.TRANSIENT_ERRORS as exc:
         if task.request.retries >= settings.task_max_retries:
-            execution.fail_after_retries(context(), args[0], exc)
+            execution.fail_after_retries(context(), audit_id, exc)
             return
         countdown = min(60.0, 2.0 ** (task.request.retries + 1))
-        log.warning("audit %s: transient %s, retry in %.0f s", args[0], type(exc).__name__, countdown)
+        log.warning("audit %s: transient %s, retry in %.0f s", audit_id, type(exc).__name__, countdown)
         raise task.retry(exc=exc, countdown=countdown) from exc
 
 
@@ -52,8 +52,8 @@ def start(self: Task, audit_id: str) -> None:
 
 
 @app.task(name=TASK_EMBED, bind=True, max_retries=None)
-def embed(self: Task, audit_id: str, side: str) -> None:
-    _run(self, execution.embed_audit_side, audit_id, side)
+def embed(self: Task, audit_id: str, side: str, index: int = 0, count: int = 1) -> None:
+    _run(self, execution.embed_audit_side, audit_id, side, index, count)
 
 
 @app.task(name=TASK_SCORE, bind=True, max_retries=None)

@@ -21,6 +21,7 @@ Typical use (the pipeline passes its settings)::
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,19 @@ class ResolvedDataset:
     def selected_rows(self, n_rows: int) -> list[int]:
         """For embeddings and tables, read elsewhere: the row indices ``max_samples``/``seed`` keep."""
         return choose_indices([str(i) for i in range(n_rows)], self.options.max_samples, self.options.seed)
+
+    def shard(self, index: int, count: int) -> ResolvedDataset:
+        """The ``index``-th of ``count`` contiguous slices of the samples (images or texts), for
+        embedding one shard per task; the slices partition the samples in order."""
+        total = len(self._images) if self._images is not None else len(self._texts.keys) if self._texts else 0
+        if self._images is None and self._texts is None:
+            raise WrongModalityError(
+                f"{self.uri} holds {self.modality} data, which is read whole, not sharded"
+            )
+        start, stop = total * index // count, total * (index + 1) // count
+        images = self._images[start:stop] if self._images is not None else None
+        texts = self._texts.select(list(range(start, stop))) if self._texts is not None else None
+        return dataclasses.replace(self, n_samples=stop - start, _images=images, _texts=texts)
 
     def enforce_skips(self, *reports: SkipReport) -> SkipReport:
         """Merge the loaders' per-worker reports with this one and raise past ``max_bad_fraction``."""

@@ -7,6 +7,7 @@ the artifact store. Both paths call exactly these functions, so they produce the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -186,6 +187,59 @@ def embed_side(
     if key is not None and store is not None:
         store.put_array(key, features.detach().cpu().numpy().astype(np.float32, copy=False), {"side": side})
     return SideFeatures(features, False, key, time.perf_counter() - start)
+
+
+def shard_count(dataset: LoadedDataset, shard_size: int) -> int:
+    """How many embedding tasks a side is split into: images and texts beyond ``shard_size`` samples."""
+    resolved = dataset.resolved
+    if resolved is None or resolved.modality not in ("image", "text") or not resolved.n_samples:
+        return 1
+    return max(1, -(-resolved.n_samples // shard_size))
+
+
+def shard_key(key: str, index: int, count: int) -> str:
+    return f"{key}/shard-{index:05d}-of-{count:05d}"
+
+
+def embed_shard(
+    extractor: FeatureExtractor,
+    loaded: dict[str, LoadedDataset],
+    side: str,
+    index: int,
+    count: int,
+    *,
+    store: ArtifactStore,
+    progress: ProgressReporter | None = None,
+) -> float:
+    """Embed shard ``index`` of ``count`` of one side into the store; returns the seconds it took.
+
+    Shards are contiguous slices in sample order, so concatenating them in index order gives exactly
+    the rows a single pass would (see :func:`assemble_shards`).
+    """
+    start = time.perf_counter()
+    key = cache_key(extractor, loaded[side], loaded["real"])
+    if key is None:
+        raise ValueError(f"extractor {extractor.name} does not cache its output; nothing to shard")
+    # A single shard is the side itself: written straight to its cache entry.
+    target = key if count == 1 else shard_key(key, index, count)
+    if store.has_array(key) or store.has_array(target):
+        return 0.0  # already done (a retried task, or the whole side was cached meanwhile)
+    dataset = loaded[side]
+    if count > 1 and dataset.resolved is not None:
+        dataset = dataclasses.replace(dataset, resolved=dataset.resolved.shard(index, count))
+    extractor.fit(loaded["real"])
+    features = extractor.embed(dataset, progress or NullProgress())
+    array = features.detach().cpu().numpy().astype(np.float32, copy=False)
+    store.put_array(target, array, {"side": side, "shard": index, "of": count})
+    return time.perf_counter() - start
+
+
+def assemble_shards(store: ArtifactStore, key: str, count: int) -> None:
+    """Concatenate a side's shards into its cache entry (so later audits hit the cache whole)."""
+    if store.has_array(key):
+        return
+    parts = [store.get_array(shard_key(key, index, count)) for index in range(count)]
+    store.put_array(key, np.concatenate(parts, axis=0), {"assembled_from": count})
 
 
 def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class CeleryDispatcher:
     def __init__(self, celery_app: Any) -> None:
         self.app = celery_app
 
-    def _send(self, name: str, *args: str) -> None:
+    def _send(self, name: str, *args: str | int) -> None:
         try:
             self.app.send_task(name, args=list(args), queue=TASK_QUEUES[name])
         except Exception as exc:  # kombu raises its own OperationalError family
@@ -39,8 +39,8 @@ class CeleryDispatcher:
     def enqueue_start(self, audit_id: str) -> None:
         self._send(TASK_START, audit_id)
 
-    def enqueue_embed(self, audit_id: str, side: str) -> None:
-        self._send(TASK_EMBED, audit_id, side)
+    def enqueue_embed(self, audit_id: str, side: str, index: int = 0, count: int = 1) -> None:
+        self._send(TASK_EMBED, audit_id, side, index, count)
 
     def enqueue_score(self, audit_id: str) -> None:
         self._send(TASK_SCORE, audit_id)
@@ -58,15 +58,15 @@ class InProcessDispatcher:
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple[str, ...]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple[str | int, ...]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="auditor-inprocess-worker", daemon=True)
         self._thread.start()
 
     def enqueue_start(self, audit_id: str) -> None:
         self._queue.put((execution.start_audit, (audit_id,)))
 
-    def enqueue_embed(self, audit_id: str, side: str) -> None:
-        self._queue.put((execution.embed_audit_side, (audit_id, side)))
+    def enqueue_embed(self, audit_id: str, side: str, index: int = 0, count: int = 1) -> None:
+        self._queue.put((execution.embed_audit_side, (audit_id, side, index, count)))
 
     def enqueue_score(self, audit_id: str) -> None:
         self._queue.put((execution.score_audit, (audit_id,)))

@@ -40,11 +40,14 @@ from auditor.pipeline.stages import (
     Prepared,
     SideFeatures,
     StageTimings,
+    assemble_shards,
     cache_key,
+    embed_shard,
     embed_side,
     load_sides,
     prepare,
     score,
+    shard_count,
 )
 from auditor.service.context import ServiceContext
 
@@ -167,45 +170,58 @@ def start_audit(context: ServiceContext, audit_id: str) -> None:
             if (key := cache_key(prepared.extractor, loaded[side], loaded["real"])) is not None
             and not context.store.has_array(key)
         ]
+        # Large image/text sides are split into shards, one task each: more GPU workers, sooner done.
+        shards = {side: shard_count(loaded[side], context.settings.embed_shard_size) for side in needed}
         with context.session() as session:
-            lifecycle.set_artifact(session, audit_id, "needed", {"sides": needed})
+            lifecycle.set_artifact(session, audit_id, "needed", {"sides": needed, "shards": shards})
         if not needed:
             _score(context, audit, prepared)
             return
         dispatcher = context.require_dispatcher()
         for side in needed:
-            dispatcher.enqueue_embed(audit_id, side)
+            for index in range(shards[side]):
+                dispatcher.enqueue_embed(audit_id, side, index, shards[side])
 
     _run_stage(context, audit_id, "start", stage)
 
 
-def embed_audit_side(context: ServiceContext, audit_id: str, side: str) -> None:
-    """Embed one side into the artifact store; the last side to finish hands over to scoring."""
+def embed_audit_side(
+    context: ServiceContext, audit_id: str, side: str, index: int = 0, count: int = 1
+) -> None:
+    """Embed one shard of one side into the artifact store; the last shard to finish hands over to
+    scoring (the fan-in is recorded in SQL, so it survives a broker restart)."""
 
     def stage(audit: Audit, prepared: Prepared) -> None:
         loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
         if side not in loaded:
             raise BadInputError(f"audit {audit_id} has no {side!r} side")
-        result = embed_side(
+        seconds = embed_shard(
             prepared.extractor,
             loaded,
             side,
+            index,
+            count,
             store=context.store,
-            progress=DatabaseProgress(context, audit_id, prefix=f"embed:{side}:"),
+            progress=DatabaseProgress(context, audit_id, prefix=f"embed:{side}:{index}:"),
         )
         with context.session() as session:
             artifacts = lifecycle.set_artifact(
                 session,
                 audit_id,
-                f"side:{side}",
-                {"key": result.cache_key, "embed_s": round(result.embed_s, 4), "worker": context.name},
+                f"shard:{side}:{index}",
+                {"embed_s": round(seconds, 4), "worker": context.name},
             )
-        needed = (artifacts.get("needed") or {}).get("sides") or []
-        # Under the row lock (PostgreSQL) exactly one finishing side sees every side recorded.
-        if all(f"side:{name}" in artifacts for name in needed):
+        needed = artifacts.get("needed") or {}
+        shards = needed.get("shards") or {}
+        # Under the row lock (PostgreSQL) exactly one finishing shard sees every shard recorded.
+        if all(
+            f"shard:{name}:{i}" in artifacts
+            for name in needed.get("sides") or []
+            for i in range(shards[name])
+        ):
             context.require_dispatcher().enqueue_score(audit_id)
 
-    _run_stage(context, audit_id, f"embed:{side}", stage)
+    _run_stage(context, audit_id, f"embed:{side}:{index}/{count}", stage)
 
 
 def score_audit(context: ServiceContext, audit_id: str) -> None:
@@ -221,14 +237,23 @@ def _score(context: ServiceContext, audit: Audit, prepared: Prepared) -> None:
     loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
     timings.add("load_s", time.perf_counter() - start)
     artifacts = audit.artifacts or {}
-    needed = set((artifacts.get("needed") or {}).get("sides") or [])
+    plan = artifacts.get("needed") or {}
+    needed = set(plan.get("sides") or [])
+    shards = plan.get("shards") or {}
     sides: dict[str, SideFeatures] = {}
     for side in loaded:
+        key = cache_key(prepared.extractor, loaded[side], loaded["real"])
+        if side in needed and key is not None:
+            assemble_shards(context.store, key, int(shards.get(side, 1)))
         # Sides embedded by a GPU worker come from the store; the others (precomputed, tables) are read.
         sides[side] = embed_side(prepared.extractor, loaded, side, store=context.store, progress=progress)
         if side in needed:
             sides[side].from_cache = False
-            sides[side].embed_s = float((artifacts.get(f"side:{side}") or {}).get("embed_s") or 0.0)
+            sides[side].embed_s = sum(
+                float(entry.get("embed_s") or 0.0)
+                for name, entry in artifacts.items()
+                if name.startswith(f"shard:{side}:") and isinstance(entry, dict)
+            )
         timings.add("embed_s", sides[side].embed_s)
     result = score(
         prepared,
