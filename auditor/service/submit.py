@@ -97,6 +97,7 @@ def submit_audit(
                 state="queued",
                 source="api",
                 idempotency_key=idempotency_key,
+                fresh_id=True,
             )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the race: answer with its audit.

@@ -525,7 +525,16 @@ def test_compose_gpu_reservation_is_well_formed() -> None:
     gpu = services["worker-gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert argv(gpu["command"]) == ["auditor", "worker", "--queues", "gpu", "--concurrency", "1"]
+    assert argv(gpu["command"]) == [
+        "auditor",
+        "worker",
+        "--queues",
+        "gpu",
+        "--concurrency",
+        "1",
+        "--pool",
+        "solo",
+    ]
     assert compose_env(gpu).get("AUDITOR_DEVICE") == "cuda"
     others = [n for n, s in services.items() if n != "worker-gpu" and "deploy" in s]
     assert not others, f"only the GPU worker reserves devices: {others}"
@@ -882,7 +891,9 @@ def test_workers_and_gpu_placement(target: Path) -> None:
         if "gpu" in queues and queues == {"gpu"}:
             assert int(gpus) == 1, f"{name}: the GPU worker must limit nvidia.com/gpu to 1"
             assert int(container["resources"]["requests"].get("nvidia.com/gpu", gpus)) == int(gpus)
-            assert container["command"][-2:] == ["--concurrency", "1"], f"{name}: one process per GPU"
+            command = container["command"]
+            assert command[command.index("--concurrency") + 1] == "1", f"{name}: one process per GPU"
+            assert command[command.index("--pool") + 1] == "solo", f"{name}: loader processes need solo"
             assert any(t["key"] == "nvidia.com/gpu" for t in spec.get("tolerations", [])), name
             assert {"name": "AUDITOR_DEVICE", "value": "cuda"} in container["env"]
             assert container["image"].split("/")[-1].split(":")[0].endswith("-cuda") or (
