@@ -87,7 +87,8 @@ def audit(
     extractor: Annotated[
         str,
         typer.Option(
-            help="precomputed | tabular | inception-v3-fid | dinov2-vitb14 | dinov2-vitl14 | text-minilm"
+            help="precomputed | tabular | inception-v3-fid | dinov2-vitb14 | dinov2-vitl14 | clip-vit-b32 | "
+            "text-minilm"
         ),
     ] = "precomputed",
     key: Annotated[str | None, typer.Option(help="Array name (npz/pt) or column (parquet) to read.")] = None,
