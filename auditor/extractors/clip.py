@@ -23,6 +23,7 @@ instead of loading an unverified file, and ``describe()`` reports ``weights_sha2
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from auditor.config import get_settings
 from auditor.errors import BadInputError
-from auditor.extractors.images import ImageNetworkExtractor, to_unit_float
+from auditor.extractors.images import ExtractorOptionError, ImageNetworkExtractor, to_unit_float
 from auditor.extractors.networks.clip import (
     CLIP_INPUT_SIZE,
     CLIP_VITB32,
@@ -107,6 +108,31 @@ class ClipVitB32Extractor(ImageNetworkExtractor):
     dim = CLIP_VITB32.width
     preprocessing = ClipPreprocessing()
 
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        # The operator may pin the digest of the file they verified (option ``weights_sha256``) until
+        # the project pins the official one; the file is then checked against that digest.
+        user_sha256 = options.pop("weights_sha256", None)
+        if user_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(user_sha256)):
+            raise ExtractorOptionError(
+                f"extractor option weights_sha256 must be 64 lowercase hex digits, got {user_sha256!r}",
+                details={"extractor": self.name},
+            )
+        super().__init__(options)
+        self.user_weights = (
+            WeightsSpec(
+                name="CLIP ViT-B/32 laion2b_s34b_b79k (digest pinned by the operator)",
+                filename=CLIP_VITB32_LAION2B_FILENAME,
+                sha256=str(user_sha256),
+                source_url=CLIP_VITB32_LAION2B_URL,
+            )
+            if user_sha256 is not None
+            else None
+        )
+
+    def effective_weights(self) -> WeightsSpec | None:
+        return self.pinned_weights or self.user_weights
+
     def build_network(self, state_dict: Mapping[str, Tensor]) -> nn.Module:
         return build_clip_visual(self.arch, state_dict, project=False)
 
@@ -121,7 +147,7 @@ class ClipVitB32Extractor(ImageNetworkExtractor):
         }
 
     def describe(self) -> dict[str, Any]:
-        spec = self.pinned_weights
+        spec = self.effective_weights()
         return {
             "name": self.name,
             "version": self.version,
@@ -136,12 +162,13 @@ class ClipVitB32Extractor(ImageNetworkExtractor):
 
     def weights_spec(self) -> WeightsSpec:
         """The pinned weights, or :class:`WeightsNotPinnedError` while the digest is unknown."""
-        spec = self.pinned_weights
+        spec = self.effective_weights()
         if spec is None:
             raise WeightsNotPinnedError(
                 f"extractor {self.name!r} has no pinned SHA-256 for {CLIP_VITB32_LAION2B_FILENAME!r} "
                 f"({CLIP_VITB32_LAION2B_URL}), so it cannot verify the file and refuses to load it; pin the "
-                "digest in auditor.extractors.networks.clip.CLIP_VITB32_LAION2B_SHA256",
+                "digest in auditor.extractors.networks.clip.CLIP_VITB32_LAION2B_SHA256, or pass the "
+                "digest of the file you verified as the extractor option weights_sha256",
                 details={"extractor": self.name, "filename": CLIP_VITB32_LAION2B_FILENAME},
             )
         return spec

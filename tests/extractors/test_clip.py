@@ -33,7 +33,7 @@ from auditor.extractors.clip import (
     ClipVitB32Extractor,
     WeightsNotPinnedError,
 )
-from auditor.extractors.images import ImageExtractorOptions, iter_image_batches
+from auditor.extractors.images import ExtractorOptionError, ImageExtractorOptions, iter_image_batches
 from auditor.extractors.networks.clip import (
     CLIP_MEAN,
     CLIP_STD,
@@ -45,7 +45,13 @@ from auditor.extractors.networks.clip import (
     ClipVisionTransformer,
     build_clip_visual,
 )
-from auditor.extractors.weights import WeightsFormatError, WeightsSpec, file_sha256, load_state_dict
+from auditor.extractors.weights import (
+    WeightsChecksumError,
+    WeightsFormatError,
+    WeightsSpec,
+    file_sha256,
+    load_state_dict,
+)
 from auditor.pipeline.progress import NullProgress
 from auditor.pipeline.spec import DatasetRef
 from auditor.pipeline.stages import load_reference
@@ -512,3 +518,20 @@ def test_registered_with_dgm_evals_identity() -> None:
         "decoder": "pillow",
         "dtype": "float32",
     }
+
+
+def test_an_operator_pinned_digest_loads_the_file_it_names_and_nothing_else(
+    weights_file: Path, monkeypatch: pytest.MonkeyPatch, digits: Path
+) -> None:
+    monkeypatch.setattr(ClipVitB32Extractor, "pinned_weights", None)
+    monkeypatch.setenv("AUDITOR_WEIGHTS_DIR", str(weights_file.parent))
+    digest = file_sha256(weights_file)
+    extractor = ClipVitB32Extractor({"weights_sha256": digest, "num_workers": 0})
+    assert extractor.describe()["weights_sha256"] == digest
+    features = extractor.embed(load_digits(digits), NullProgress())  # type: ignore[arg-type]
+    assert features.shape == (N_IMAGES, 768)
+    wrong = ClipVitB32Extractor({"weights_sha256": "0" * 64, "num_workers": 0})
+    with pytest.raises(WeightsChecksumError):
+        wrong.check_weights()
+    with pytest.raises(ExtractorOptionError, match="64 lowercase hex"):
+        ClipVitB32Extractor({"weights_sha256": "not-a-digest"})
