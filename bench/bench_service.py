@@ -7,7 +7,8 @@ server (``AUDITOR_BENCH_PG``, default ``postgresql+psycopg://postgres@127.0.0.1:
 admin), ``auditor serve`` as a subprocess with the Celery dispatcher (the deployment mode), and
 ``auditor worker`` subprocesses.
 
-1. Submit latency: ``POST /v1/audits`` fired open-loop at ``--rate`` requests/s for ``--seconds``
+1. Submit latency: after a 5 s warm-up at the same rate (excluded), ``POST /v1/audits`` fired
+   open-loop at ``--rate`` requests/s for ``--seconds``
    (each request starts at its scheduled time whether or not earlier ones finished, so a slow server
    shows up as latency, not as a lower rate), no workers running (pure submit cost). p50/p99/max.
    Then closed-loop with 16 concurrent clients for the maximum sustained submit throughput.
@@ -298,7 +299,10 @@ def main() -> None:
     stack = Stack(workdir, args.api_workers)
     try:
         key = stack.start()
-        asyncio.run(open_loop(stack.api_port, key, body, 20, 1))  # warm-up
+        # Warm-up at the target rate, excluded: connection pools, threadpools and statement caches of
+        # every API process fill up here, so the measurement is the steady state.
+        asyncio.run(open_loop(stack.api_port, key, body, args.rate, 5))
+        time.sleep(2)
         latency = asyncio.run(open_loop(stack.api_port, key, body, args.rate, args.seconds))
         print("open loop:", latency, flush=True)
         time.sleep(2)  # let the backlog drain
