@@ -15,8 +15,6 @@ Reliability settings, and why:
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from auditor.config import Settings, get_settings
@@ -46,7 +44,3 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
-
-
-def conf_value(name: str) -> Any:
-    return app.conf.get(name)

@@ -58,6 +58,7 @@ def serve(
     import uvicorn
 
     from auditor.api import create_app
+    from auditor.db.migrate import ensure_database
     from auditor.service.context import ServiceContext
     from auditor.service.dispatch import CeleryDispatcher, InProcessDispatcher, Sweeper
 
@@ -72,7 +73,7 @@ def serve(
         _ensure_embedded_admin_key(settings, console)
     if workers > 1:
         # One process per worker, each with its own context (auditor.api.server.build_app).
-        ServiceContext.from_settings(settings).engine.dispose()  # migrate once, before they start
+        ensure_database(settings.resolved_database_url())  # migrate once, before they start
         uvicorn.run(
             "auditor.api.server:build_app",
             factory=True,

@@ -276,12 +276,9 @@ def list_audits(session: Session, *, project: str | None = None, limit: int = 50
     """Audits newest first (ties broken by id), the project loaded; an unknown project lists nothing."""
     if limit < 1:
         raise BadInputError(f"limit must be >= 1, got {limit}")
-    query = sa.select(Audit).options(joinedload(Audit.project))
-    if project is not None:
-        query = query.join(Audit.project).where(Project.name == project)
-    query = query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit)
-    # populate_existing: see get_audit (the query autoflushes first, so nothing pending is lost).
-    return list(session.scalars(query.execution_options(populate_existing=True)).all())
+    return page_audits(
+        session, AuditFilter(projects=(project,) if project is not None else None), limit=limit
+    )
 
 
 def find_audit_by_idempotency_key(session: Session, *, project: str, key: str) -> str | None:

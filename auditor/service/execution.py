@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 import torch
@@ -351,7 +350,3 @@ def sweep_stale(context: ServiceContext, *, max_attempts: int = 3) -> list[str]:
         context.require_dispatcher().enqueue_start(audit_id)
         requeued.append(audit_id)
     return requeued
-
-
-def describe_progress(audit: Audit) -> dict[str, Any]:
-    return dict(audit.progress or {})

@@ -19,7 +19,7 @@ from auditor.datasets.uri import check_scheme, has_braces, parse_uri
 from auditor.db import access, queries
 from auditor.db.access import Principal
 from auditor.db.models import Audit
-from auditor.errors import AuditorError, ForbiddenError, ServiceUnavailableError
+from auditor.errors import ForbiddenError, ServiceUnavailableError
 from auditor.extractors.base import FeatureExtractor
 from auditor.pipeline.spec import AuditSpec
 from auditor.pipeline.stages import accepted_modalities, prepare, sides_of
@@ -118,4 +118,4 @@ def _find_idempotent(context: ServiceContext, project: str, key: str) -> str | N
         return queries.find_audit_by_idempotency_key(session, project=project, key=key)
 
 
-__all__ = ["AuditorError", "build_spec", "check_references", "submit_audit"]
+__all__ = ["build_spec", "check_references", "submit_audit"]
