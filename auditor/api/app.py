@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,10 +18,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditor import __version__
-from auditor.api.observability import RequestMetrics, ServiceCollector
+from auditor.api.observability import RequestMetrics, RequestMetricsMiddleware, ServiceCollector
 from auditor.api.routes import audits, health, keys, projects
 from auditor.api.schemas import ErrorBody
 from auditor.errors import AuditorError
@@ -47,6 +46,60 @@ def _error(status: int, code: str, message: str, details: dict[str, Any] | None 
     # Details may carry exception objects (pydantic's error context): render anything unknown as text.
     safe_details = json.loads(json.dumps(details or {}, default=str))
     return JSONResponse({"error": {"code": code, "message": message, "details": safe_details}}, status)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413 ``request_too_large``: at once from Content-Length, or,
+    for a chunked upload, as soon as what was read passes the limit (never buffering more)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_bytes
+        response = _error(413, "request_too_large", f"request body over {limit} bytes", {"limit": limit})
+        await response(scope, receive, send)
 
 
 def create_app(context: ServiceContext) -> FastAPI:
@@ -89,26 +142,10 @@ def create_app(context: ServiceContext) -> FastAPI:
         log.exception("unhandled error")
         return _error(500, "internal_error", "internal error; the server log has the details")
 
-    max_bytes = context.settings.max_request_bytes
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_bytes):
-            return _error(
-                413, "request_too_large", f"request body over {max_bytes} bytes", {"limit": max_bytes}
-            )
-        if length is None and request.method in ("POST", "PUT", "PATCH"):
-            # Chunked upload without a length: read at most the limit, then refuse.
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_bytes:
-                    return _error(413, "request_too_large", f"request body over {max_bytes} bytes")
-            request._body = body
-        return await call_next(request)
-
-    app.middleware("http")(request_metrics.middleware)
+    # Pure ASGI middlewares (not ``@app.middleware("http")``, which costs a task group and memory
+    # streams per request); the last added is the outermost: metrics see the 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.max_request_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=request_metrics)
     origins = context.settings.cors_origin_list()
     if origins:
         app.add_middleware(

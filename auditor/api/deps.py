@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from auditor.db import access
 from auditor.db.access import Principal
@@ -18,7 +19,11 @@ from auditor.service.context import ServiceContext
 ANONYMOUS_ADMIN = Principal(key_prefix="anonymous", is_admin=True, project=None)
 
 
-def get_context(request: Request) -> ServiceContext:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency on the thread
+# pool, a thread hop per dependency per request.
+
+
+async def get_context(request: Request) -> ServiceContext:
     context: ServiceContext = request.app.state.context
     return context
 
@@ -34,7 +39,7 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_principal(
+async def get_principal(
     context: ContextDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -50,7 +55,11 @@ def get_principal(
         secret = value.strip()
     if not secret:
         raise AuthError("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    return _principal_cache(context).get(secret, context)
+    cache = _principal_cache(context)
+    cached = cache.lookup(secret)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(cache.get, secret, context)  # a database query: off the event loop
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -68,13 +77,18 @@ class PrincipalCache:
         self._entries: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
 
+    def lookup(self, secret: str) -> Principal | None:
+        """The cached principal for this key, if it was verified less than the TTL ago."""
+        with self._lock:
+            entry = self._entries.get(access.hash_secret(secret))
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
     def get(self, secret: str, context: ServiceContext) -> Principal:
+        cached = self.lookup(secret)
+        if cached is not None:
+            return cached
         digest = access.hash_secret(secret)
         now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(digest)
-        if entry is not None and entry[1] > now:
-            return entry[0]
         with context.session() as session:
             principal = access.authenticate(session, secret)  # AuthError for unknown keys: never cached
         with self._lock:

@@ -13,6 +13,7 @@ row, the audit's timeline::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,28 +72,40 @@ def heartbeat(session: Session, audit_id: str, worker: str | None = None) -> boo
     return _rowcount(result) > 0
 
 
-def set_progress(
-    session: Session, audit_id: str, stage: str, *, done: int, total: int | None, state: str
-) -> None:
-    """Record one stage's progress (read-modify-write of a small JSON; the last writer wins per stage)."""
+def set_progress(session: Session, audit_id: str, stages: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Record stages' progress (``{stage: {"done", "total", "state"}}``, merged into the audit's; the
+    last writer wins per stage) and refresh the heartbeat. Returns the audit's cancel flag, read under
+    the same row lock, so a progress write is also a cancellation check.
+    """
     audit = session.get(Audit, audit_id, with_for_update=_is_pg(session))
     if audit is None:
         raise NotFoundError(f"audit {audit_id!r} does not exist", details={"audit_id": audit_id})
-    progress = dict(audit.progress or {})
-    progress[stage] = {"done": done, "total": total, "state": state}
-    audit.progress = progress
-    audit.heartbeat_at = utcnow()
-    session.flush()
+    if stages:
+        audit.progress = {**(audit.progress or {}), **{name: dict(entry) for name, entry in stages.items()}}
+        audit.heartbeat_at = utcnow()
+    return bool(audit.cancel_requested)
 
 
-def set_artifact(session: Session, audit_id: str, name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Record one finished piece of work (an embedded shard) and return every piece recorded so far."""
+def set_artifact(
+    session: Session,
+    audit_id: str,
+    name: str,
+    entry: dict[str, Any],
+    *,
+    progress: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Record one finished piece of work (an embedded shard) and return every piece recorded so far.
+
+    ``progress``: stages' progress to merge in the same write (see :func:`set_progress`).
+    """
     audit = session.get(Audit, audit_id, with_for_update=_is_pg(session))
     if audit is None:
         raise NotFoundError(f"audit {audit_id!r} does not exist", details={"audit_id": audit_id})
     artifacts = dict(audit.artifacts or {})
     artifacts[name] = entry
     audit.artifacts = artifacts
+    if progress:
+        audit.progress = {**(audit.progress or {}), **{stage: dict(e) for stage, e in progress.items()}}
     audit.heartbeat_at = utcnow()
     session.flush()
     return artifacts

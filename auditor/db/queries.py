@@ -175,17 +175,19 @@ def complete_audit(
     )
 
     session.execute(sa.delete(MetricValue).where(MetricValue.audit_id == audit_id))
-    session.add_all(
-        MetricValue(
-            audit_id=audit_id,
-            metric=name,
-            value=_finite(entry.get("value")),
-            ci_low=_finite(entry.get("ci_low")),
-            ci_high=_finite(entry.get("ci_high")),
-            baseline=_finite(entry.get("baseline")),
-        )
+    rows = [
+        {
+            "audit_id": audit_id,
+            "metric": name,
+            "value": _finite(entry.get("value")),
+            "ci_low": _finite(entry.get("ci_low")),
+            "ci_high": _finite(entry.get("ci_high")),
+            "baseline": _finite(entry.get("baseline")),
+        }
         for name, entry in metrics.items()
-    )
+    ]
+    if rows:  # one multi-row INSERT, not one round trip per metric
+        session.execute(sa.insert(MetricValue), rows)
 
     finished = utcnow()
     duration = _finite(timings.get("total_s"))

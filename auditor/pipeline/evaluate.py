@@ -9,7 +9,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -109,6 +109,11 @@ class ReportData:
     mode_synthetic_share: list[float] = field(default_factory=list)
     spectrum_real: list[float] = field(default_factory=list)
     spectrum_synthetic: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict for storage, sharing the lists (``dataclasses.asdict`` would deep-copy
+        thousands of point pairs for nothing)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -473,8 +478,19 @@ def _projection(real: Tensor, synthetic: Tensor, seed: int, report: ReportData) 
         return
     _, _, v = torch.linalg.svd(r - mean, full_matrices=False)
     axes = v[:2].T
-    report.projection_real = ((r - mean) @ axes).tolist()
-    report.projection_synthetic = ((s - mean) @ axes).tolist()
+    real_points, synthetic_points = (r - mean) @ axes, (s - mean) @ axes
+    largest = float(torch.cat([real_points, synthetic_points]).abs().max())
+    report.projection_real = _plot_points(real_points, largest)
+    report.projection_synthetic = _plot_points(synthetic_points, largest)
+
+
+def _plot_points(points: Tensor, largest: float, significant: int = 4) -> list[list[float]]:
+    """Coordinates rounded to ``significant`` digits of the largest one: a scatter plot cannot show
+    more, and the stored report (written with every audit) is a third of the size."""
+    if not math.isfinite(largest) or largest == 0.0:
+        return points.tolist()
+    digits = significant - 1 - math.floor(math.log10(largest))
+    return [[round(x, digits), round(y, digits)] for x, y in points.tolist()]
 
 
 def evaluate(

@@ -7,7 +7,6 @@ before it propagates, so nothing is silently dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -79,7 +78,7 @@ def run_audit(
         raise
     if session_scope is not None:
         with session_scope() as session:
-            queries.complete_audit(session, audit_id, result.document, dataclasses.asdict(result.report))
+            queries.complete_audit(session, audit_id, result.document, result.report.to_dict())
     return result
 
 

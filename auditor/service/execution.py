@@ -19,13 +19,13 @@ anything else fails the audit as ``internal_error`` with the exception's text.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import torch
@@ -34,6 +34,7 @@ from sqlalchemy.exc import OperationalError
 from auditor.db import lifecycle, queries
 from auditor.db.models import Audit
 from auditor.errors import AuditorError, BadInputError, ServiceUnavailableError
+from auditor.extractors.base import LoadedDataset
 from auditor.pipeline.spec import AuditSpec
 from auditor.pipeline.stages import (
     Prepared,
@@ -71,49 +72,50 @@ class AuditCancelled(Exception):
 
 
 class DatabaseProgress:
-    """A :class:`~auditor.pipeline.progress.ProgressReporter` writing to the audit row (throttled).
+    """A :class:`~auditor.pipeline.progress.ProgressReporter` writing to the audit row, throttled.
 
-    It also checks the cancel flag as work advances, so a long stage stops soon after a cancel request.
+    Every write (a stage's start and finish included) waits until :data:`_PROGRESS_EVERY_S` has passed
+    since the previous one: a stage that takes longer shows up within half a second, and the many short
+    stages of a small audit cost no transaction of their own. What is left unwritten is taken with
+    :meth:`take_pending` into the stage's closing transaction, so the final progress is always recorded.
+    Each write also reads the cancel flag, so a long stage stops soon after a cancel request.
     """
 
     def __init__(self, context: ServiceContext, audit_id: str, prefix: str = "") -> None:
         self.context = context
         self.audit_id = audit_id
         self.prefix = prefix
-        self._totals: dict[str, int | None] = {}
-        self._done: dict[str, int] = {}
-        self._last_write = 0.0
+        self._stages: dict[str, dict[str, int | str | None]] = {}
+        self._dirty: set[str] = set()
+        self._last_write = time.monotonic()
 
     def start(self, stage: str, total: int | None = None) -> None:
-        self._totals[stage] = total
-        self._done[stage] = 0
-        self._write(stage, "running", force=True)
+        self._update(stage, done=0, total=total, state="running")
 
     def advance(self, stage: str, amount: int = 1) -> None:
-        self._done[stage] = self._done.get(stage, 0) + amount
-        self._write(stage, "running", force=False)
+        entry = self._stages.get(stage) or {"done": 0, "total": None, "state": "running"}
+        self._update(stage, done=int(entry["done"] or 0) + amount, total=entry["total"], state="running")
 
     def finish(self, stage: str) -> None:
-        total = self._totals.get(stage)
-        if total is not None:
-            self._done[stage] = total
-        self._write(stage, "done", force=True)
+        entry = self._stages.get(stage) or {"done": 0, "total": None}
+        total = entry["total"]
+        self._update(stage, done=total if total is not None else entry["done"], total=total, state="done")
 
-    def _write(self, stage: str, state: str, *, force: bool) -> None:
+    def take_pending(self) -> dict[str, dict[str, int | str | None]]:
+        """The stages changed since the last write (keys prefixed), now counted as written."""
+        pending = {f"{self.prefix}{stage}": dict(self._stages[stage]) for stage in sorted(self._dirty)}
+        self._dirty.clear()
+        return pending
+
+    def _update(self, stage: str, **entry: int | str | None) -> None:
+        self._stages[stage] = entry
+        self._dirty.add(stage)
         now = time.monotonic()
-        if not force and now - self._last_write < _PROGRESS_EVERY_S:
+        if now - self._last_write < _PROGRESS_EVERY_S:
             return
         self._last_write = now
         with self.context.session() as session:
-            lifecycle.set_progress(
-                session,
-                self.audit_id,
-                f"{self.prefix}{stage}",
-                done=self._done.get(stage, 0),
-                total=self._totals.get(stage),
-                state=state,
-            )
-            cancelled = lifecycle.cancel_requested(session, self.audit_id)
+            cancelled = lifecycle.set_progress(session, self.audit_id, self.take_pending())
         if cancelled:
             raise AuditCancelled(self.audit_id)
 
@@ -153,12 +155,6 @@ def heartbeat(
 
 def start_audit(context: ServiceContext, audit_id: str) -> None:
     """Claim the audit, resolve its datasets, and fan out the embedding (or score at once)."""
-    stale_after = timedelta(seconds=context.settings.heartbeat_timeout_s)
-    with context.session() as session:
-        claimed = lifecycle.claim_audit(session, audit_id, context.name, stale_after=stale_after)
-    if not claimed:
-        log.info("audit %s: not claimable (finished, cancelled or held by a live worker); skipped", audit_id)
-        return
 
     def stage(audit: Audit, prepared: Prepared) -> None:
         progress = DatabaseProgress(context, audit_id)
@@ -171,17 +167,19 @@ def start_audit(context: ServiceContext, audit_id: str) -> None:
         ]
         # Large image/text sides are split into shards, one task each: more GPU workers, sooner done.
         shards = {side: shard_count(loaded[side], context.settings.embed_shard_size) for side in needed}
-        with context.session() as session:
-            lifecycle.set_artifact(session, audit_id, "needed", {"sides": needed, "shards": shards})
+        plan = {"sides": needed, "shards": shards}
         if not needed:
-            _score(context, audit, prepared)
+            # Precomputed embeddings or every side cached: score here, nothing to hand over.
+            _score(context, audit, prepared, plan=plan, loaded=loaded, progress=progress)
             return
+        with context.session() as session:
+            lifecycle.set_artifact(session, audit_id, "needed", plan, progress=progress.take_pending())
         dispatcher = context.require_dispatcher()
         for side in needed:
             for index in range(shards[side]):
                 dispatcher.enqueue_embed(audit_id, side, index, shards[side])
 
-    _run_stage(context, audit_id, "start", stage)
+    _run_stage(context, audit_id, "start", stage, claim=True)
 
 
 def embed_audit_side(
@@ -194,14 +192,9 @@ def embed_audit_side(
         loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
         if side not in loaded:
             raise BadInputError(f"audit {audit_id} has no {side!r} side")
+        progress = DatabaseProgress(context, audit_id, prefix=f"embed:{side}:{index}:")
         seconds = embed_shard(
-            prepared.extractor,
-            loaded,
-            side,
-            index,
-            count,
-            store=context.store,
-            progress=DatabaseProgress(context, audit_id, prefix=f"embed:{side}:{index}:"),
+            prepared.extractor, loaded, side, index, count, store=context.store, progress=progress
         )
         with context.session() as session:
             artifacts = lifecycle.set_artifact(
@@ -209,6 +202,7 @@ def embed_audit_side(
                 audit_id,
                 f"shard:{side}:{index}",
                 {"embed_s": round(seconds, 4), "worker": context.name},
+                progress=progress.take_pending(),
             )
         needed = artifacts.get("needed") or {}
         shards = needed.get("shards") or {}
@@ -225,18 +219,34 @@ def embed_audit_side(
 
 def score_audit(context: ServiceContext, audit_id: str) -> None:
     """Compute metrics and the verdict from the stored features; record the result."""
-    _run_stage(context, audit_id, "score", lambda audit, prepared: _score(context, audit, prepared))
+
+    def stage(audit: Audit, prepared: Prepared) -> None:
+        _score(context, audit, prepared, plan=(audit.artifacts or {}).get("needed") or {})
+
+    _run_stage(context, audit_id, "score", stage)
 
 
-def _score(context: ServiceContext, audit: Audit, prepared: Prepared) -> None:
+def _score(
+    context: ServiceContext,
+    audit: Audit,
+    prepared: Prepared,
+    *,
+    plan: dict[str, Any],
+    loaded: dict[str, LoadedDataset] | None = None,
+    progress: DatabaseProgress | None = None,
+) -> None:
+    """Score from the store (sides in ``plan`` were embedded by GPU workers) or from the data itself.
+
+    ``loaded`` and ``progress`` carry over from ``start`` when it scores in the same task.
+    """
     audit_id = audit.id
-    progress = DatabaseProgress(context, audit_id)
+    progress = progress or DatabaseProgress(context, audit_id)
     timings = StageTimings()
     start = time.perf_counter()
-    loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
+    if loaded is None:
+        loaded = load_sides(prepared.spec, extractor=prepared.extractor, settings=context.settings)
     timings.add("load_s", time.perf_counter() - start)
     artifacts = audit.artifacts or {}
-    plan = artifacts.get("needed") or {}
     needed = set(plan.get("sides") or [])
     shards = plan.get("shards") or {}
     sides: dict[str, SideFeatures] = {}
@@ -264,17 +274,35 @@ def _score(context: ServiceContext, audit: Audit, prepared: Prepared) -> None:
         timings=timings,
         progress=progress,
     )
+    # One closing transaction: the last progress, the cancel check and the result.
     with context.session() as session:
-        if lifecycle.cancel_requested(session, audit_id):
+        if lifecycle.set_progress(session, audit_id, progress.take_pending()):
             raise AuditCancelled(audit_id)
-        queries.complete_audit(session, audit_id, result.document, dataclasses.asdict(result.report))
+        queries.complete_audit(session, audit_id, result.document, result.report.to_dict())
 
 
 def _run_stage(
-    context: ServiceContext, audit_id: str, name: str, body: Callable[[Audit, Prepared], None]
+    context: ServiceContext,
+    audit_id: str,
+    name: str,
+    body: Callable[[Audit, Prepared], None],
+    *,
+    claim: bool = False,
 ) -> None:
-    """Common frame of every stage: load, check state, heartbeat, and record the outcome."""
+    """Common frame of every stage: (claim,) load, check state, heartbeat, and record the outcome.
+
+    ``claim``: take the audit first with :func:`lifecycle.claim_audit` (the ``start`` stage), in the
+    same transaction as the load.
+    """
     with context.session() as session:
+        if claim:
+            stale_after = timedelta(seconds=context.settings.heartbeat_timeout_s)
+            if not lifecycle.claim_audit(session, audit_id, context.name, stale_after=stale_after):
+                log.info(
+                    "audit %s: not claimable (finished, cancelled or held by a live worker); skipped",
+                    audit_id,
+                )
+                return
         audit = session.get(Audit, audit_id)
         if audit is None:
             log.warning("audit %s: %s task for an audit that does not exist; dropped", audit_id, name)

@@ -56,7 +56,6 @@ def audit_public(
 def create_audit(
     body: AuditCreate,
     context: ContextDep,
-    session: SessionDep,
     principal: PrincipalDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -67,7 +66,8 @@ def create_audit(
     if created is not None:
         return audit_public(created, with_result=False)
     response.headers["Idempotent-Replayed"] = "true"
-    return audit_public(queries.get_audit(session, audit_id), with_result=False)
+    with context.session() as session:  # a replay only: a new submit answers from the row it wrote
+        return audit_public(queries.get_audit(session, audit_id), with_result=False)
 
 
 @router.get("/{audit_id}", response_model=AuditPublic)

@@ -1,0 +1,125 @@
+"""Task bodies run in this process on a real database (SQLite and PostgreSQL): progress written to the
+audit row (throttled, the final state always recorded), cancellation seen by a progress write, and the
+number of transactions a small audit costs (each one is CPU on a shared database server)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from auditor.config import Settings
+from auditor.db import lifecycle, queries
+from auditor.pipeline.spec import AuditSpec
+from auditor.service import execution
+from auditor.service.context import ServiceContext
+from auditor.service.execution import AuditCancelled, DatabaseProgress
+
+
+@pytest.fixture
+def context(migrated_database_url: str, tmp_path: Path) -> Iterator[ServiceContext]:
+    settings = Settings(database_url=migrated_database_url, home=tmp_path / "home")
+    context = ServiceContext.from_settings(settings, migrate=False)
+    yield context
+    context.engine.dispose()
+
+
+def queued_audit(context: ServiceContext, tmp_path: Path, n: int = 300) -> str:
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "real.npy", rng.normal(size=(n, 8)).astype(np.float32))
+    np.save(tmp_path / "synthetic.npy", (rng.normal(size=(n, 8)) + 0.3).astype(np.float32))
+    spec = AuditSpec.model_validate(
+        {
+            "project": "p",
+            "real": {"uri": str(tmp_path / "real.npy")},
+            "synthetic": {"uri": str(tmp_path / "synthetic.npy")},
+            "params": {"metrics": ["fid", "precision", "recall"], "bootstrap": 5},
+        }
+    )
+    audit_id = uuid.uuid4().hex
+    with context.session() as session:
+        queries.create_audit(
+            session,
+            audit_id=audit_id,
+            project="p",
+            spec=spec.model_dump(mode="json"),
+            extractor=spec.extractor,
+            state="queued",
+            source="api",
+            fresh_id=True,
+        )
+    return audit_id
+
+
+def stored_progress(context: ServiceContext, audit_id: str) -> dict[str, dict[str, object]]:
+    with context.session() as session:
+        return dict(queries.get_audit(session, audit_id).progress or {})
+
+
+def test_short_stages_cost_no_write_until_taken(context: ServiceContext, tmp_path: Path) -> None:
+    audit_id = queued_audit(context, tmp_path)
+    progress = DatabaseProgress(context, audit_id, prefix="embed:real:0:")
+    progress.start("load", 2)
+    progress.advance("load")
+    progress.finish("load")
+    progress.start("embed", 10)
+    assert stored_progress(context, audit_id) == {}  # nothing written yet: all within half a second
+    pending = progress.take_pending()
+    assert pending == {
+        "embed:real:0:embed": {"done": 0, "total": 10, "state": "running"},
+        "embed:real:0:load": {"done": 2, "total": 2, "state": "done"},
+    }
+    assert progress.take_pending() == {}  # taken once
+    with context.session() as session:
+        assert lifecycle.set_progress(session, audit_id, pending) is False
+    assert stored_progress(context, audit_id) == pending
+
+
+def test_a_long_stage_shows_progress_while_it_runs(
+    context: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execution, "_PROGRESS_EVERY_S", 0.05)
+    audit_id = queued_audit(context, tmp_path)
+    progress = DatabaseProgress(context, audit_id)
+    progress.start("embed", 4)
+    for _ in range(3):
+        time.sleep(0.06)
+        progress.advance("embed")
+    assert stored_progress(context, audit_id)["embed"] == {"done": 3, "total": 4, "state": "running"}
+    # Writes merge per stage: another reporter's stage is kept.
+    other = DatabaseProgress(context, audit_id, prefix="embed:synthetic:0:")
+    time.sleep(0.06)
+    other.start("embed", 2)
+    assert set(stored_progress(context, audit_id)) == {"embed", "embed:synthetic:0:embed"}
+
+
+def test_a_progress_write_sees_the_cancel_flag(
+    context: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execution, "_PROGRESS_EVERY_S", 0.0)
+    audit_id = queued_audit(context, tmp_path)
+    progress = DatabaseProgress(context, audit_id)
+    progress.start("embed", 4)
+    with context.session() as session:
+        lifecycle.request_cancel(session, audit_id)
+    with pytest.raises(AuditCancelled):
+        progress.advance("embed")
+
+
+def test_a_precomputed_audit_takes_two_transactions(context: ServiceContext, tmp_path: Path) -> None:
+    audit_id = queued_audit(context, tmp_path)
+    commits: list[int] = []
+    event.listen(context.engine, "commit", lambda connection: commits.append(1))
+    execution.start_audit(context, audit_id)
+    # Claim + load, then progress + result together; every stage's final progress is recorded.
+    assert len(commits) == 2
+    with context.session() as session:
+        audit = queries.get_audit(session, audit_id)
+        assert audit.state == "succeeded", audit.error_message
+        assert audit.progress["load"] == {"done": 2, "total": 2, "state": "done"}
+        assert all(entry["state"] == "done" for entry in audit.progress.values())
