@@ -35,9 +35,10 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        # Workers emit task events (Flower shows them). No "task-sent" event from the API: it would be a
-        # second Redis publish on every submit, the costliest part of the submit path after SQL.
-        worker_send_task_events=True,
+        # No task events by default: three Redis publishes per task that nobody reads unless Flower
+        # runs, and Flower switches them on in the workers itself (remote control, its enable_events
+        # option, on by default). No "task-sent" event from the API either: a second publish per submit.
+        worker_send_task_events=False,
         task_send_sent_event=False,
     )
     return app

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.pipeline.evaluate import MetricParams
-from auditor.pipeline.spec import DatasetRef
+from auditor.pipeline.spec import AuditSpec
 
 
 class ErrorDetail(BaseModel):
@@ -33,24 +32,16 @@ class ProjectPublic(BaseModel):
     created_at: datetime
 
 
-class AuditCreate(BaseModel):
-    """An audit job: what to compare, how, the gate, and where it sits in a lineage."""
+class AuditCreate(AuditSpec):
+    """An audit job: what to compare, how, the gate, and where it sits in a lineage.
 
-    model_config = ConfigDict(extra="forbid")
+    The pipeline's :class:`AuditSpec`, plus a stored policy by name (resolved to its body at submit, so
+    the recorded spec holds the exact rules) and a bound on tags.
+    """
 
-    project: str = Field("default", min_length=1, max_length=200)
-    real: DatasetRef
-    synthetic: DatasetRef
-    holdout: DatasetRef | None = None
-    extractor: str = "precomputed"
-    extractor_options: dict[str, Any] = Field(default_factory=dict)
-    params: MetricParams = Field(default_factory=MetricParams)
-    device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     policy: dict[str, Any] | None = Field(None, description="An inline gate policy (same shape as the YAML).")
     policy_name: str | None = Field(None, description="A stored policy of the project, by name.")
     policy_version: int | None = Field(None, ge=1, description="With policy_name; default: the latest.")
-    parent_audit_id: str | None = None
-    generation: int | None = Field(None, ge=0)
     tags: list[str] = Field(default_factory=list, max_length=50)
 
 

@@ -18,7 +18,7 @@ from auditor.cli.progress import RichProgress
 from auditor.config import get_settings
 from auditor.metrics import METRICS
 from auditor.metrics.warnings import AuditWarning
-from auditor.pipeline.evaluate import MetricParams, ReportData
+from auditor.pipeline.evaluate import MetricParams
 from auditor.pipeline.spec import AuditSpec, DatasetRef
 from auditor.policy import Policy
 
@@ -245,14 +245,16 @@ def show(
 ) -> None:
     """Show one recorded audit; exit code follows its verdict (1 = gate failed)."""
     from auditor.db import queries
+    from auditor.report.service import render_audit_report
 
     console = _console_for(json_out)
     database = Database(get_settings())
     with database.scope() as session:
         audit = queries.get_audit(session, audit_id)
         document, state, error = audit.result, audit.state, audit.error_message
-        report_data = ReportData(**audit.report_data) if audit.report_data else None
         full_id = audit.id
+        # The same report as the API's /report: the document, its plots and the project's trend.
+        html = render_audit_report(session, audit) if report and document is not None else None
     if document is None:
         console.print(
             f"audit {full_id}: state {state}" + (f", error: {error}" if error else ""), highlight=False
@@ -261,8 +263,9 @@ def show(
     print_document(console, document)
     if json_out:
         write_json(document, json_out)
-    if report:
-        _write_report(report, document, report_data, None)
+    if report and html is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(html)
         console.print(f"report: {report}")
     if document["verdict"].get("passed") is False:
         raise typer.Exit(GATE_FAILED)

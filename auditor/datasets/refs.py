@@ -44,7 +44,7 @@ from auditor.datasets.images import (
 )
 from auditor.datasets.options import DatasetOptions
 from auditor.datasets.sampling import choose_indices
-from auditor.datasets.skips import SkipReport
+from auditor.datasets.skips import LoaderSkipReport, SkipReport
 from auditor.datasets.sources import (
     LocalFolderStore,
     Member,
@@ -203,6 +203,9 @@ class ResolvedDataset:
     local_path: Path | None = None
     ignored_files: int = 0
     skipped: SkipReport = field(default_factory=SkipReport)
+    # A shard (see :meth:`shard`) counts its bad samples but leaves ``max_bad_fraction`` to the whole
+    # side: one shard's bad run must not fail a dataset that is within the limit overall.
+    defer_skip_limit: bool = False
     _images: list[ImageSample] | None = None
     _texts: TextSamples | None = None
     _row_labels: list[str | None] | None = None
@@ -254,15 +257,42 @@ class ResolvedDataset:
         start, stop = total * index // count, total * (index + 1) // count
         images = self._images[start:stop] if self._images is not None else None
         texts = self._texts.select(list(range(start, stop))) if self._texts is not None else None
-        return dataclasses.replace(self, n_samples=stop - start, _images=images, _texts=texts)
+        return dataclasses.replace(
+            self, n_samples=stop - start, _images=images, _texts=texts, defer_skip_limit=True
+        )
 
     def enforce_skips(self, *reports: SkipReport) -> SkipReport:
         """Merge the loaders' per-worker reports with this one and raise past ``max_bad_fraction``."""
         merged = self.skipped
         for report in reports:
             merged = merged.merge(report)
-        merged.enforce(self.options.max_bad_fraction, self.uri)
+        if not self.defer_skip_limit:
+            merged.enforce(self.options.max_bad_fraction, self.uri)
         return merged
+
+    def record_loader_skips(self, loader_report: SkipReport) -> LoaderSkipReport:
+        """Record what a loader pass skipped (image decoding) and enforce ``max_bad_fraction``.
+
+        A second pass over the same dataset (a retry, another extractor, a report read back from the
+        embedding cache) replaces the previous pass's counts instead of adding to them: every sample is
+        seen once per pass.
+        """
+        current = self.skipped
+        base = current.before_loader if isinstance(current, LoaderSkipReport) else current
+        self.skipped = base
+        merged = self.enforce_skips(loader_report)
+        self.skipped = LoaderSkipReport(
+            seen=merged.seen,
+            counts=merged.counts,
+            examples=merged.examples,
+            before_loader=base,
+            loader=loader_report,
+        )
+        return self.skipped
+
+    def loader_skips(self) -> SkipReport | None:
+        """What the last loader pass skipped, or None when no loader pass ran in this process."""
+        return self.skipped.loader if isinstance(self.skipped, LoaderSkipReport) else None
 
     def describe(self) -> dict[str, Any]:
         """What a result document records about this side."""

@@ -67,6 +67,15 @@ class SkipReport:
     def to_dict(self) -> dict[str, Any]:
         return {"seen": self.seen, "skipped": self.skipped, "counts": self.counts, "examples": self.examples}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SkipReport:
+        """The report :meth:`to_dict` wrote (stored beside cached embeddings)."""
+        return cls(
+            seen=int(data.get("seen") or 0),
+            counts={str(k): int(v) for k, v in (data.get("counts") or {}).items()},
+            examples={str(k): [str(x) for x in v] for k, v in (data.get("examples") or {}).items()},
+        )
+
     def enforce(self, max_bad_fraction: float, what: str) -> None:
         """Raise when nothing is usable (TooFewSamplesError) or too much was skipped (DatasetFormatError)."""
         if self.seen and self.kept == 0:
@@ -79,3 +88,12 @@ class SkipReport:
                 f"more than max_bad_fraction={max_bad_fraction:g}: {self.describe()}",
                 details=self.to_dict(),
             )
+
+
+@dataclass
+class LoaderSkipReport(SkipReport):
+    """A dataset's skip report after a loader pass: ``loader`` is what that pass alone skipped (stored
+    with the embeddings it produced), ``before_loader`` what resolving had skipped."""
+
+    before_loader: SkipReport = field(default_factory=SkipReport)
+    loader: SkipReport = field(default_factory=SkipReport)

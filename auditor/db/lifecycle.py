@@ -14,6 +14,7 @@ row, the audit's timeline::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -167,16 +168,32 @@ def mark_cancelled(session: Session, audit_id: str) -> bool:
     return False
 
 
+# The longest wait between two re-sends of a queued audit, in multiples of the queued threshold.
+RESEND_BACKOFF_CAP = 8
+
+
+@dataclass(frozen=True)
+class StaleAudit:
+    id: str
+    state: str
+    created_at: datetime
+    heartbeat_at: datetime | None
+    attempts: int
+
+
 def stale_audits(
     session: Session, *, heartbeat_older_than: timedelta, queued_older_than: timedelta
-) -> list[Audit]:
+) -> list[StaleAudit]:
     """Audits nobody is working on: running with an old heartbeat, or queued for too long.
 
     A queued audit whose task message was lost (a broker restarted without persistence) looks the same
-    as one waiting behind a long queue; ``queued_older_than`` should exceed the expected wait.
+    as one waiting its turn behind a long queue. So a queued audit is re-sent once it has waited
+    ``queued_older_than``, and after that only once it has waited as long again as before its last
+    re-send (1, 2, 4, 8... times the threshold): a lost message is re-sent within the threshold, while a
+    deep backlog is not flooded with duplicates that workers would each have to claim and drop.
     """
     now = utcnow()
-    query = sa.select(Audit).where(
+    query = sa.select(Audit.id, Audit.state, Audit.created_at, Audit.heartbeat_at, Audit.attempts).where(
         Audit.source == "api",
         sa.or_(
             sa.and_(Audit.state == "running", Audit.heartbeat_at < now - heartbeat_older_than),
@@ -186,12 +203,23 @@ def stale_audits(
             ),
         ),
     )
-    return list(session.scalars(query.order_by(Audit.created_at)).all())
+    stale = []
+    for row in session.execute(query.order_by(Audit.created_at)):
+        audit = StaleAudit(row.id, row.state, row.created_at, row.heartbeat_at, row.attempts)
+        resent = audit.heartbeat_at
+        if audit.state == "queued" and resent is not None:
+            # Re-sent (or requeued) before: wait as long again as it had waited then, up to a cap.
+            wait = min(resent - audit.created_at, RESEND_BACKOFF_CAP * queued_older_than)
+            if now - resent < wait:
+                continue
+        stale.append(audit)
+    return stale
 
 
 def requeue_stale(session: Session, audit: Audit, *, seen_heartbeat: datetime | None) -> bool:
     """Put a stale audit back in the queue, unless someone else touched it since it was read (CAS)."""
     now = utcnow()
+    was_queued = audit.state == "queued"
     heartbeat_matches = (
         Audit.heartbeat_at.is_(None) if seen_heartbeat is None else Audit.heartbeat_at == seen_heartbeat
     )
@@ -203,7 +231,12 @@ def requeue_stale(session: Session, audit: Audit, *, seen_heartbeat: datetime | 
     )
     if _rowcount(result) == 0:
         return False
-    record_event(session, audit.id, "queued", at=now, message="requeued: no heartbeat from its worker")
+    message = (
+        "re-sent: still queued, its task message may have been lost"
+        if was_queued
+        else "requeued: no heartbeat from its worker"
+    )
+    record_event(session, audit.id, "queued", at=now, message=message)
     return True
 
 

@@ -311,7 +311,7 @@ def iter_image_batches(
         skips = skips.merge(batch.skips)
         progress.advance(stage, batch.seen)
     progress.finish(stage)
-    record_loader_skips(resolved, skips)
+    resolved.record_loader_skips(skips)
 
 
 def require_resolved(dataset: LoadedDataset) -> ResolvedDataset:
@@ -322,28 +322,6 @@ def require_resolved(dataset: LoadedDataset) -> ResolvedDataset:
             details={"side": dataset.side},
         )
     return dataset.resolved
-
-
-@dataclass
-class LoaderSkipReport(SkipReport):
-    """A dataset's skip report after a loader pass, remembering what resolving alone had skipped."""
-
-    before_loader: SkipReport = field(default_factory=SkipReport)
-
-
-def record_loader_skips(resolved: ResolvedDataset, loader_report: SkipReport) -> SkipReport:
-    """Merge the loader's report into ``resolved.skipped`` and enforce ``max_bad_fraction``.
-
-    A second pass over the same dataset (a retry, another extractor) replaces the previous pass's counts
-    instead of adding to them: every sample is seen once per pass.
-    """
-    current = resolved.skipped
-    resolved.skipped = current.before_loader if isinstance(current, LoaderSkipReport) else current
-    merged = resolved.enforce_skips(loader_report)
-    resolved.skipped = LoaderSkipReport(
-        seen=merged.seen, counts=merged.counts, examples=merged.examples, before_loader=resolved.skipped
-    )
-    return resolved.skipped
 
 
 # --- GPU JPEG decoding -------------------------------------------------------------------------------------

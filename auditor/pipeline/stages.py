@@ -8,6 +8,7 @@ the artifact store. Both paths call exactly these functions, so they produce the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -22,6 +23,7 @@ from auditor import __version__
 from auditor.artifacts import ArtifactStore
 from auditor.config import Settings, get_settings
 from auditor.datasets.refs import ResolvedDataset, require_modality, resolve_dataset
+from auditor.datasets.skips import SkipReport
 from auditor.errors import UnknownNameError
 from auditor.extractors import get_extractor
 from auditor.extractors.base import FeatureExtractor, LoadedDataset
@@ -181,12 +183,30 @@ def embed_side(
     if key is not None and store is not None:
         cached = store.try_get_array(key)
         if cached is not None:
+            # The samples the embedding pass skipped (corrupt images) are reported as if it ran here.
+            restore_loader_skips(loaded[side], store.get_meta(key))
             return SideFeatures(torch.from_numpy(cached), True, key, time.perf_counter() - start)
     extractor.fit(loaded["real"])
     features = extractor.embed(loaded[side], progress)
     if key is not None and store is not None:
-        store.put_array(key, features.detach().cpu().numpy().astype(np.float32, copy=False), {"side": side})
+        array = features.detach().cpu().numpy().astype(np.float32, copy=False)
+        store.put_array(key, array, {"side": side, **loader_skips_meta(loaded[side])})
     return SideFeatures(features, False, key, time.perf_counter() - start)
+
+
+def loader_skips_meta(dataset: LoadedDataset) -> dict[str, Any]:
+    """What the embedding pass skipped, for the cache entry's metadata (nothing when it skipped
+    nothing or when no loader ran, as for embeddings and tables)."""
+    report = dataset.resolved.loader_skips() if dataset.resolved is not None else None
+    return {"loader_skips": report.to_dict()} if report is not None and report.seen else {}
+
+
+def restore_loader_skips(dataset: LoadedDataset, meta: dict[str, Any]) -> None:
+    """Put a cache entry's skip report back on the dataset, and enforce ``max_bad_fraction`` on it (for
+    an assembled side, the first time the whole side's count is known)."""
+    stored = meta.get("loader_skips")
+    if stored and dataset.resolved is not None:
+        dataset.resolved.record_loader_skips(SkipReport.from_dict(stored))
 
 
 def shard_count(dataset: LoadedDataset, shard_size: int) -> int:
@@ -230,16 +250,25 @@ def embed_shard(
     extractor.fit(loaded["real"])
     features = extractor.embed(dataset, progress or NullProgress())
     array = features.detach().cpu().numpy().astype(np.float32, copy=False)
-    store.put_array(target, array, {"side": side, "shard": index, "of": count})
+    meta = {"side": side, "shard": index, "of": count, **loader_skips_meta(dataset)}
+    store.put_array(target, array, meta)
     return time.perf_counter() - start
 
 
 def assemble_shards(store: ArtifactStore, key: str, count: int) -> None:
-    """Concatenate a side's shards into its cache entry (so later audits hit the cache whole)."""
+    """Concatenate a side's shards into its cache entry (so later audits hit the cache whole), with
+    their skip reports merged into one for the side."""
     if store.has_array(key):
         return
-    parts = [store.get_array(shard_key(key, index, count)) for index in range(count)]
-    store.put_array(key, np.concatenate(parts, axis=0), {"assembled_from": count})
+    keys = [shard_key(key, index, count) for index in range(count)]
+    parts = [store.get_array(part) for part in keys]
+    meta: dict[str, Any] = {"assembled_from": count}
+    reports = [
+        SkipReport.from_dict(m["loader_skips"]) for m in map(store.get_meta, keys) if "loader_skips" in m
+    ]
+    if reports:
+        meta["loader_skips"] = functools.reduce(SkipReport.merge, reports).to_dict()
+    store.put_array(key, np.concatenate(parts, axis=0), meta)
 
 
 def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:

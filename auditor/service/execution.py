@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -358,9 +358,8 @@ def sweep_stale(context: ServiceContext, *, max_attempts: int = 3) -> list[str]:
     timeout = timedelta(seconds=context.settings.heartbeat_timeout_s)
     with context.session() as session:
         stale = lifecycle.stale_audits(session, heartbeat_older_than=timeout, queued_older_than=timeout)
-        seen: list[tuple[str, datetime | None, int]] = [(a.id, a.heartbeat_at, a.attempts) for a in stale]
     requeued: list[str] = []
-    for audit_id, seen_heartbeat, attempts in seen:
+    for audit_id, seen_heartbeat, attempts in ((a.id, a.heartbeat_at, a.attempts) for a in stale):
         with context.session() as session:
             audit = session.get(Audit, audit_id)
             if audit is None:

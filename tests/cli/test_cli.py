@@ -118,7 +118,7 @@ def test_gate_failure_exits_one_and_show_agrees(cli: CliRunner, data: dict[str, 
     assert cli.invoke(app, ["show", document["audit_id"]]).exit_code == 1
 
 
-def test_lineage_through_parent(cli: CliRunner, data: dict[str, Path]) -> None:
+def test_lineage_through_parent(cli: CliRunner, data: dict[str, Path], tmp_path: Path) -> None:
     _, out, _ = _audit(
         cli, "--real", data["real"], "--synthetic", data["synth"], "--generation", "3", "--json", "-", *FAST
     )
@@ -136,7 +136,12 @@ def test_lineage_through_parent(cli: CliRunner, data: dict[str, Path]) -> None:
         *FAST,
     )
     assert code == 0, err
-    assert json.loads(out)["lineage"] == {"parent_audit_id": parent, "generation": 4}
+    child = json.loads(out)
+    assert child["lineage"] == {"parent_audit_id": parent, "generation": 4}
+    # A recorded audit's report carries its lineage's trend, as the API's /report does.
+    report = tmp_path / "child.html"
+    assert cli.invoke(app, ["show", child["audit_id"], "--report", str(report)]).exit_code == 0
+    assert '<section id="trend">' in report.read_text() and "2 audits in this lineage" in report.read_text()
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,12 +18,14 @@ from helpers.pytorch_fid_reference import random_fid_state_dict, write_fid_weigh
 
 from auditor.artifacts import ArtifactStore
 from auditor.datasets.refs import WrongModalityError
+from auditor.errors import DatasetFormatError
 from auditor.extractors.inception import InceptionV3FidExtractor
 from auditor.extractors.networks.inception import FID_INCEPTION_WEIGHTS
 from auditor.metrics.warnings import SampleSizeWarning
 from auditor.pipeline.evaluate import MetricParams
 from auditor.pipeline.progress import RecordingProgress
 from auditor.pipeline.run import AuditSpec, DatasetRef, run_audit
+from auditor.pipeline.stages import assemble_shards, cache_key, embed_shard, embed_side, load_sides, prepare
 
 # 40 images a side: each costs ~0.1-0.2 s through the Inception on two CPU cores.
 N_PER_SIDE = 40
@@ -83,6 +86,47 @@ def test_digits_audit_with_inception_then_from_the_cache(fid_weights: Path, tmp_
     assert second["synthetic"]["n"] == N_PER_SIDE
     assert abs(second["metrics"]["fid"]["value"]) < 1e-3 * fid, "the same features on both sides"
     assert second["metrics"]["precision"]["value"] == 1.0
+
+    # The first audit's synthetic side again, now from the cache: its skip report is the stored one.
+    with pytest.warns(SampleSizeWarning):
+        third = run_audit(spec, store=store).document
+    assert third["synthetic"]["from_cache"]
+    assert third["synthetic"]["skipped"] == first["synthetic"]["skipped"]
+
+
+def sharded_side_features(fid_weights: Path, folder: Path, store: ArtifactStore, max_bad: float) -> Any:
+    """``folder`` as the synthetic side embedded in 2 shards (as two GPU workers would), assembled, then
+    read back as the scoring worker does."""
+    spec = image_spec(folder, folder, max_bad_fraction=max_bad)
+    prepared = prepare(spec)
+    for index in range(2):  # each shard in a process of its own: fresh datasets every time
+        loaded = load_sides(spec, extractor=prepared.extractor)
+        embed_shard(prepared.extractor, loaded, "synthetic", index, 2, store=store)
+    loaded = load_sides(spec, extractor=prepared.extractor)
+    key = cache_key(prepared.extractor, loaded["synthetic"], loaded["real"])
+    assert key is not None
+    assemble_shards(store, key, 2)
+    features = embed_side(prepared.extractor, loaded, "synthetic", store=store)
+    assert loaded["synthetic"].resolved is not None
+    return features, loaded["synthetic"].resolved.skipped
+
+
+def test_sharded_sides_merge_their_skip_reports_and_enforce_the_limit_on_the_whole_side(
+    fid_weights: Path, tmp_path: Path
+) -> None:
+    # 10 samples, sorted so that the 3 broken ones all fall into the first shard of 5 (60% of it).
+    folder = tmp_path / "images"
+    write_image_folder(folder, digit_pixels(0, 7))
+    for name in ("0000a.png", "0000b.png", "0000c.png"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    features, skipped = sharded_side_features(fid_weights, folder, ArtifactStore(str(tmp_path / "a")), 0.35)
+    assert tuple(features.features.shape) == (7, 2048)  # 30% overall: within the limit
+    assert (skipped.seen, skipped.counts) == (10, {"corrupt_image": 3})
+    assert skipped.examples["corrupt_image"] == ["0000a.png", "0000b.png", "0000c.png"]
+
+    with pytest.raises(DatasetFormatError, match="3 of 10 samples"):
+        sharded_side_features(fid_weights, folder, ArtifactStore(str(tmp_path / "b")), 0.25)
 
 
 def test_text_audit_on_a_txt_and_a_jsonl_corpus(tmp_path: Path) -> None:

@@ -7,14 +7,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from auditor.config import Settings
 from auditor.db import lifecycle, queries
+from auditor.db.base import utcnow
+from auditor.db.models import Audit
 from auditor.pipeline.spec import AuditSpec
 from auditor.service import execution
 from auditor.service.context import ServiceContext
@@ -123,3 +127,78 @@ def test_a_precomputed_audit_takes_two_transactions(context: ServiceContext, tmp
         assert audit.state == "succeeded", audit.error_message
         assert audit.progress["load"] == {"done": 2, "total": 2, "state": "done"}
         assert all(entry["state"] == "done" for entry in audit.progress.values())
+
+
+class RecordingDispatcher:
+    """Records what the sweeper sends (the broker path itself is tested with real Redis in tests/workers)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def enqueue_start(self, audit_id: str) -> None:
+        self.started.append(audit_id)
+
+    def enqueue_embed(self, audit_id: str, side: str, index: int = 0, count: int = 1) -> None:
+        raise AssertionError("the sweeper only re-sends start tasks")
+
+    def enqueue_score(self, audit_id: str) -> None:
+        raise AssertionError("the sweeper only re-sends start tasks")
+
+    def ping(self) -> None:
+        pass
+
+
+def set_times(context: ServiceContext, audit_id: str, **ages_s: float | None) -> None:
+    now = utcnow()
+    values = {name: None if age is None else now - timedelta(seconds=age) for name, age in ages_s.items()}
+    with context.session() as session:
+        session.execute(sa.update(Audit).where(Audit.id == audit_id).values(**values))
+
+
+def test_queued_audits_are_re_sent_with_backoff(context: ServiceContext, tmp_path: Path) -> None:
+    context.settings.heartbeat_timeout_s = 30
+    dispatcher = RecordingDispatcher()
+    context.dispatcher = dispatcher
+    audit_id = queued_audit(context, tmp_path)
+
+    set_times(context, audit_id, created_at=20, heartbeat_at=None)
+    assert execution.sweep_stale(context) == []  # queued 20 s: within the threshold, just waiting
+    set_times(context, audit_id, created_at=100, heartbeat_at=None)
+    assert execution.sweep_stale(context) == [audit_id]  # 100 s: its message is presumed lost
+    assert dispatcher.started == [audit_id]
+    assert execution.sweep_stale(context) == []  # just re-sent
+
+    # Re-sent 40 s ago after waiting 60 s: it waits 60 s again before the next re-send.
+    set_times(context, audit_id, created_at=100, heartbeat_at=40)
+    assert execution.sweep_stale(context) == []
+    set_times(context, audit_id, created_at=100, heartbeat_at=70)  # waited 30 s, then 70 s since
+    assert execution.sweep_stale(context) == [audit_id]
+    # The wait is capped: an audit queued for a day is still re-sent within 8 thresholds.
+    set_times(context, audit_id, created_at=86_400, heartbeat_at=8 * 30 + 1)
+    assert execution.sweep_stale(context) == [audit_id]
+    with context.session() as session:
+        messages = [event.message for event in queries.audit_events(session, audit_id)]
+    assert messages.count("re-sent: still queued, its task message may have been lost") == 3
+
+
+def test_a_running_audit_without_heartbeat_is_requeued_then_failed_after_its_attempts(
+    context: ServiceContext, tmp_path: Path
+) -> None:
+    context.settings.heartbeat_timeout_s = 30
+    context.dispatcher = RecordingDispatcher()
+    audit_id = queued_audit(context, tmp_path)
+    with context.session() as session:
+        assert lifecycle.claim_audit(session, audit_id, "w1", stale_after=timedelta(seconds=30))
+    set_times(context, audit_id, heartbeat_at=10)
+    assert execution.sweep_stale(context) == []  # alive
+    set_times(context, audit_id, heartbeat_at=31)
+    assert execution.sweep_stale(context, max_attempts=2) == [audit_id]
+    with context.session() as session:
+        audit = queries.get_audit(session, audit_id)
+        assert (audit.state, audit.worker) == ("queued", None)
+        assert lifecycle.claim_audit(session, audit_id, "w2", stale_after=timedelta(seconds=30))
+    set_times(context, audit_id, heartbeat_at=31)
+    assert execution.sweep_stale(context, max_attempts=2) == []
+    with context.session() as session:
+        audit = queries.get_audit(session, audit_id)
+        assert (audit.state, audit.error_code) == ("failed", "worker_lost")
