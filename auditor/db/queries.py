@@ -93,6 +93,7 @@ def create_audit(
     source: str = "cli",
     idempotency_key: str | None = None,
     fresh_id: bool = False,
+    project_id: int | None = None,
 ) -> Audit:
     """Record a new audit (state ``running``, or ``queued`` for a worker to pick up).
 
@@ -100,6 +101,9 @@ def create_audit(
     ``generation`` a child is its parent's generation + 1 (1 when the parent has none).
     ``fresh_id``: the caller just generated ``audit_id`` (uuid4), so the existence check is skipped
     (one round trip less on the API's submit path; the primary key still refuses a duplicate).
+    ``project_id``: the id of ``project``, known to the caller (the API caches it), so the project is
+    not looked up; the foreign key refuses an id that does not exist. The returned audit then has
+    ``project_id`` set and ``project`` not loaded.
     """
     if not AUDIT_ID_PATTERN.match(audit_id):
         raise BadInputError(f"audit id must be 32 lowercase hex characters (uuid4 hex), got {audit_id!r}")
@@ -121,7 +125,11 @@ def create_audit(
     now = utcnow()
     audit = Audit(
         id=audit_id,
-        project=get_or_create_project(session, project),
+        **(
+            {"project_id": project_id}
+            if project_id is not None
+            else {"project": get_or_create_project(session, project)}
+        ),
         state=state,
         extractor=extractor,
         spec=spec,
@@ -165,29 +173,30 @@ def complete_audit(
     protocol = _section(document, "protocol")
     timings = document.get("timings") or {}
 
-    audit.real_dataset_id = _record_dataset(session, audit.project_id, _section(document, "real")).id
-    audit.synthetic_dataset_id = _record_dataset(
-        session, audit.project_id, _section(document, "synthetic")
-    ).id
-    holdout = document.get("holdout")
-    audit.holdout_dataset_id = (
-        _record_dataset(session, audit.project_id, holdout).id if holdout is not None else None
-    )
-
-    session.execute(sa.delete(MetricValue).where(MetricValue.audit_id == audit_id))
-    rows = [
-        {
-            "audit_id": audit_id,
-            "metric": name,
-            "value": _finite(entry.get("value")),
-            "ci_low": _finite(entry.get("ci_low")),
-            "ci_high": _finite(entry.get("ci_high")),
-            "baseline": _finite(entry.get("baseline")),
-        }
-        for name, entry in metrics.items()
-    ]
-    if rows:  # one multi-row INSERT, not one round trip per metric
-        session.execute(sa.insert(MetricValue), rows)
+    # No autoflush: the audit's changes (and any pending progress) go out as one UPDATE at the end,
+    # not one per query in between.
+    with session.no_autoflush:
+        real = _record_dataset(session, audit.project_id, _section(document, "real"))
+        synthetic = _record_dataset(session, audit.project_id, _section(document, "synthetic"))
+        holdout = document.get("holdout")
+        holdout_row = _record_dataset(session, audit.project_id, holdout) if holdout is not None else None
+        session.execute(sa.delete(MetricValue).where(MetricValue.audit_id == audit_id))
+        rows = [
+            {
+                "audit_id": audit_id,
+                "metric": name,
+                "value": _finite(entry.get("value")),
+                "ci_low": _finite(entry.get("ci_low")),
+                "ci_high": _finite(entry.get("ci_high")),
+                "baseline": _finite(entry.get("baseline")),
+            }
+            for name, entry in metrics.items()
+        ]
+        if rows:  # one multi-row INSERT, not one round trip per metric
+            session.execute(sa.insert(MetricValue), rows)
+    audit.real_dataset_id = real.id
+    audit.synthetic_dataset_id = synthetic.id
+    audit.holdout_dataset_id = holdout_row.id if holdout_row is not None else None
 
     finished = utcnow()
     duration = _finite(timings.get("total_s"))

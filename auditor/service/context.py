@@ -44,6 +44,7 @@ class ServiceContext:
     dispatcher: Dispatcher | None = None
     name: str = field(default_factory=worker_name)
     principal_cache: Any = None  # auditor.api.deps.PrincipalCache, built on the first request
+    project_ids: dict[str, int] = field(default_factory=dict)  # project name -> id (see submit.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:

@@ -70,8 +70,9 @@ def submit_audit(
 ) -> tuple[str, Audit | None]:
     """Record and enqueue an audit.
 
-    Returns the audit id and, when this call created it, the new row (detached, project loaded), so the
-    API can answer without reading it back; ``None`` for an idempotent replay.
+    Returns the audit id and, when this call created it, the new row (detached; its ``project`` not
+    loaded: the name is the body's), so the API can answer without reading it back; ``None`` for an
+    idempotent replay.
     """
     if not principal.may_access(body.project):
         raise ForbiddenError(f"this API key may not submit audits to project {body.project!r}")
@@ -83,29 +84,39 @@ def submit_audit(
     prepared = prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
     check_references(context, spec, prepared.extractor)
     audit_id = uuid.uuid4().hex
-    try:
-        with context.session() as session:
-            audit = queries.create_audit(
-                session,
-                audit_id=audit_id,
-                project=spec.project,
-                spec=spec.model_dump(mode="json"),
-                extractor=spec.extractor,
-                parent_audit_id=spec.parent_audit_id,
-                generation=spec.generation,
-                tags=spec.tags,
-                state="queued",
-                source="api",
-                idempotency_key=idempotency_key,
-                fresh_id=True,
-            )
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key won the race: answer with its audit.
-        if idempotency_key is not None:
-            existing = _find_idempotent(context, body.project, idempotency_key)
-            if existing is not None:
-                return existing, None
-        raise
+    # Projects are never deleted by the service, so their ids are cached per process: one round trip
+    # less per submit. Should one vanish anyway (a database restored underneath), the foreign key
+    # refuses the insert and the submit is retried once with a lookup.
+    project_id = context.project_ids.get(spec.project)
+    for cached in (True, False):
+        try:
+            with context.session() as session:
+                audit = queries.create_audit(
+                    session,
+                    audit_id=audit_id,
+                    project=spec.project,
+                    spec=spec.model_dump(mode="json"),
+                    extractor=spec.extractor,
+                    parent_audit_id=spec.parent_audit_id,
+                    generation=spec.generation,
+                    tags=spec.tags,
+                    state="queued",
+                    source="api",
+                    idempotency_key=idempotency_key,
+                    fresh_id=True,
+                    project_id=project_id if cached else None,
+                )
+            break
+        except IntegrityError:
+            # A concurrent request with the same Idempotency-Key won the race: answer with its audit.
+            if idempotency_key is not None:
+                existing = _find_idempotent(context, body.project, idempotency_key)
+                if existing is not None:
+                    return existing, None
+            if not cached or project_id is None:
+                raise
+            context.project_ids.pop(spec.project, None)
+    context.project_ids[spec.project] = audit.project_id
     try:
         context.require_dispatcher().enqueue_start(audit_id)
     except ServiceUnavailableError:

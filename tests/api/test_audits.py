@@ -6,9 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from helpers.services import write_embeddings
 
 from auditor.client import ApiError
+from auditor.db.models import Audit, Dataset, Project
 
 FAST = {"metrics": ["fid", "precision", "recall", "coverage"], "bootstrap": 20, "spectral_bootstrap": 5}
 
@@ -41,6 +43,24 @@ def test_submit_answers_202_with_location_at_once(service) -> None:  # type: ign
     )
     assert response.status_code == 202, response.text
     assert response.headers["location"] == f"/v1/audits/{response.json()['id']}"
+
+
+def test_a_project_removed_under_the_api_is_recreated_on_the_next_submit(service) -> None:  # type: ignore[no-untyped-def]
+    """The API caches project ids; a stale one (the row deleted underneath) must not lose a submit."""
+    with service.client() as client:
+        first = client.submit(body(service.data, project="vanishing"))
+        client.wait(first["id"], timeout=120, poll_s=0.2)
+        with service.context.session() as session:  # as an operator pruning a project might
+            project_id = session.scalar(sa.select(Project.id).where(Project.name == "vanishing"))
+            for model in (Audit, Dataset):
+                session.execute(sa.delete(model).where(model.project_id == project_id))
+            session.execute(sa.delete(Project).where(Project.id == project_id))
+        second = client.submit(body(service.data, project="vanishing"))
+        done = client.wait(second["id"], timeout=120, poll_s=0.2)
+    assert second["project"] == "vanishing" and done["state"] == "succeeded", done
+    with service.context.session() as session:
+        project_id = session.scalar(sa.select(Project.id).where(Project.name == "vanishing"))
+    assert service.context.project_ids["vanishing"] == project_id
 
 
 def test_idempotency_key_returns_the_same_audit(service) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,11 @@ MAX_PAGE = 200
 
 
 def audit_public(
-    audit: Audit, *, with_result: bool = True, events: list[dict[str, Any]] | None = None
+    audit: Audit,
+    *,
+    with_result: bool = True,
+    events: list[dict[str, Any]] | None = None,
+    project: str | None = None,
 ) -> AuditPublic:
     error = (
         ErrorDetail(code=audit.error_code, message=audit.error_message or "")
@@ -31,7 +35,7 @@ def audit_public(
     )
     return AuditPublic(
         id=audit.id,
-        project=audit.project.name,
+        project=project if project is not None else audit.project.name,
         state=audit.state,
         extractor=audit.extractor,
         created_at=audit.created_at,
@@ -64,7 +68,7 @@ def create_audit(
     audit_id, created = submit_audit(context, principal, body, idempotency_key)
     response.headers["Location"] = f"/v1/audits/{audit_id}"
     if created is not None:
-        return audit_public(created, with_result=False)
+        return audit_public(created, with_result=False, project=body.project)
     response.headers["Idempotent-Replayed"] = "true"
     with context.session() as session:  # a replay only: a new submit answers from the row it wrote
         return audit_public(queries.get_audit(session, audit_id), with_result=False)
