@@ -21,6 +21,10 @@ from auditor.errors import TooFewSamplesError
 DEFAULT_MEMORY_BUDGET_BYTES = 128 << 20
 # Temporaries alive per distance entry in the widest step (distances, comparison mask, top-k work).
 _TEMPORARIES_PER_ENTRY = 3
+# On a CPU a block is also kept to cache-friendly sizes (1024 rows: a 1024 x 1024 float32 tile is 4 MiB),
+# whatever the memory budget allows: streaming one N x N block through the caches is slower than
+# several tiles, and the symmetric pass only saves work with more than one tile. GPUs take the budget.
+CPU_BLOCK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ def within_set_radii(x: Tensor, k: int, *, budget_bytes: int = DEFAULT_MEMORY_BU
     keep = k + 1
     best = torch.full((n, keep), float("inf"), dtype=x.dtype, device=x.device)
     tile = max(keep, int(math.sqrt(budget_bytes / (x.element_size() * _TEMPORARIES_PER_ENTRY))))
+    if x.device.type == "cpu":
+        tile = max(keep, min(tile, CPU_BLOCK_ROWS))
     for i0 in range(0, n, tile):
         i1 = min(n, i0 + tile)
         for j0 in range(i0, n, tile):
@@ -165,6 +171,8 @@ def build_knn_graph(
     # nearest real and its index) run along rows, which is several times faster than along columns;
     # the per-real ones (any, min) are cheap column reductions folded across blocks.
     rows = chunk_rows(n, real.element_size(), budget_bytes)
+    if real.device.type == "cpu":
+        rows = min(rows, CPU_BLOCK_ROWS)
     for start in range(0, m, rows):
         stop = min(m, start + rows)
         block = centred(source_synthetic[start:stop])
