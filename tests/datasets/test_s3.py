@@ -4,21 +4,15 @@ it would for MinIO or R2 in a deployment."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import s3fs
-from helpers.digit_images import digit_pixels, write_image_folder, write_zip
+from helpers.object_stores import check_artifact_store, check_reads_like_local
 from moto import server as moto_server
 
 from auditor.artifacts import ArtifactStore
-from auditor.datasets.images import decode_sample
-from auditor.datasets.refs import resolve_dataset
-from auditor.datasets.uri import SchemeNotAllowedError
-from auditor.errors import DatasetNotFoundError
 from auditor.pipeline.evaluate import MetricParams
 from auditor.pipeline.run import AuditSpec, DatasetRef, run_audit
 
@@ -55,49 +49,11 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s3fs.S
 def test_s3_folders_archives_and_files_read_like_local_ones(
     bucket: s3fs.S3FileSystem, tmp_path: Path
 ) -> None:
-    local = tmp_path / "digits"
-    write_image_folder(local, digit_pixels(0, 12))
-    bucket.put(str(local), f"{BUCKET}/digits", recursive=True)
-    bucket.put(str(write_zip(tmp_path / "digits.zip", local)), f"{BUCKET}/digits.zip")
-    np.save(tmp_path / "emb.npy", np.arange(12, dtype=np.float32).reshape(4, 3))
-    bucket.put(str(tmp_path / "emb.npy"), f"{BUCKET}/emb.npy")
-
-    with pytest.raises(SchemeNotAllowedError, match="'s3' is not enabled"):
-        resolve_dataset(f"s3://{BUCKET}/digits", allowed_schemes={"http"})
-    folder = resolve_dataset(f"s3://{BUCKET}/digits", allowed_schemes={"s3"})
-    same = resolve_dataset(str(local))
-    assert (folder.scheme, folder.format, folder.n_samples) == ("s3", "image_folder", 12)
-    assert folder.sample_keys() == same.sample_keys()
-    assert folder.content_fingerprint == same.content_fingerprint, "the same bytes, wherever they live"
-    decoded = decode_sample(folder.image_samples()[3])
-    assert decoded.reason is None and decoded.image is not None
-
-    archive = resolve_dataset(
-        f"s3://{BUCKET}/digits.zip", allowed_schemes={"s3"}, download_dir=tmp_path / "dl"
-    )
-    assert (archive.format, archive.n_samples) == ("zip", 12)
-    embeddings = resolve_dataset(
-        f"s3://{BUCKET}/emb.npy", allowed_schemes={"s3"}, download_dir=tmp_path / "dl"
-    )
-    assert embeddings.local_path is not None and np.load(embeddings.local_path).shape == (4, 3)
-    with pytest.raises(DatasetNotFoundError):
-        resolve_dataset(f"s3://{BUCKET}/missing.npy", allowed_schemes={"s3"}, download_dir=tmp_path / "dl")
+    check_reads_like_local(bucket, "s3", BUCKET, tmp_path, other_scheme="http")
 
 
 def test_s3_artifact_store_is_checked_on_read(bucket: s3fs.S3FileSystem) -> None:
-    store = ArtifactStore(f"s3://{BUCKET}/artifacts")
-    array = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
-    assert store.try_get_array("embeddings/x/abc") is None
-    store.put_array("embeddings/x/abc", array, {"side": "real"})
-    assert store.has_array("embeddings/x/abc")
-    np.testing.assert_array_equal(store.get_array("embeddings/x/abc"), array)
-    assert store.get_meta("embeddings/x/abc") == {"side": "real"}
-    assert not bucket.glob(f"{BUCKET}/artifacts/**/*.tmp*"), "no temporary object left behind"
-    # An array overwritten behind the manifest's back is a miss, never trusted.
-    bucket.pipe(f"{BUCKET}/artifacts/embeddings/x/abc.npy", b"not the array")
-    assert store.try_get_array("embeddings/x/abc") is None
-    manifest = json.loads(bucket.cat(f"{BUCKET}/artifacts/embeddings/x/abc.json"))
-    assert manifest["shape"] == [50, 8]
+    check_artifact_store(bucket, "s3", BUCKET)
 
 
 def test_text_audit_from_s3_with_the_cache_in_s3(
