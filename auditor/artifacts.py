@@ -74,7 +74,8 @@ class ArtifactStore:
         # The manifest last: until it exists the entry does not.
         self._write_atomic(f"{key}.json", json.dumps(manifest, sort_keys=True).encode())
 
-    def get_array(self, key: str) -> np.ndarray:
+    def get_entry(self, key: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The array and its metadata, from one read of the manifest."""
         manifest = json.loads(self._read(f"{_check_key(key)}.json"))
         data = self._read(f"{key}.npy")
         if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
@@ -83,19 +84,28 @@ class ArtifactStore:
                 details={"key": key},
             )
         array = np.load(io.BytesIO(data), allow_pickle=False)
-        return np.asarray(array)
+        return np.asarray(array), dict(manifest.get("meta") or {})
+
+    def get_array(self, key: str) -> np.ndarray:
+        return self.get_entry(key)[0]
 
     def get_meta(self, key: str) -> dict[str, Any]:
         return dict(json.loads(self._read(f"{_check_key(key)}.json")).get("meta") or {})
 
-    def try_get_array(self, key: str) -> np.ndarray | None:
-        """The array, or None when the entry is missing or corrupt (a cache miss, never an error)."""
+    def try_get_entry(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The array and its metadata, or None when the entry is missing or corrupt (a cache miss,
+        never an error)."""
         if not self.has_array(key):
             return None
         try:
-            return self.get_array(key)
+            return self.get_entry(key)
         except (ArtifactCorruptError, OSError, ValueError, KeyError, json.JSONDecodeError):
             return None
+
+    def try_get_array(self, key: str) -> np.ndarray | None:
+        """The array, or None when the entry is missing or corrupt (a cache miss, never an error)."""
+        entry = self.try_get_entry(key)
+        return entry[0] if entry is not None else None
 
     # --- storage ----------------------------------------------------------------------------------------
 

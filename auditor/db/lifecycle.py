@@ -82,9 +82,14 @@ def set_progress(session: Session, audit_id: str, stages: Mapping[str, Mapping[s
     if audit is None:
         raise NotFoundError(f"audit {audit_id!r} does not exist", details={"audit_id": audit_id})
     if stages:
-        audit.progress = {**(audit.progress or {}), **{name: dict(entry) for name, entry in stages.items()}}
+        _merge_progress(audit, stages)
         audit.heartbeat_at = utcnow()
     return bool(audit.cancel_requested)
+
+
+def _merge_progress(audit: Audit, stages: Mapping[str, Mapping[str, Any]]) -> None:
+    # A new dict, not an in-place update: the JSON column only sees a reassignment as a change.
+    audit.progress = {**(audit.progress or {}), **{name: dict(entry) for name, entry in stages.items()}}
 
 
 def set_artifact(
@@ -106,7 +111,7 @@ def set_artifact(
     artifacts[name] = entry
     audit.artifacts = artifacts
     if progress:
-        audit.progress = {**(audit.progress or {}), **{stage: dict(e) for stage, e in progress.items()}}
+        _merge_progress(audit, progress)
     audit.heartbeat_at = utcnow()
     session.flush()
     return artifacts

@@ -181,11 +181,12 @@ def embed_side(
     start = time.perf_counter()
     key = cache_key(extractor, loaded[side], loaded["real"])
     if key is not None and store is not None:
-        cached = store.try_get_array(key)
+        cached = store.try_get_entry(key)
         if cached is not None:
+            array, meta = cached
             # The samples the embedding pass skipped (corrupt images) are reported as if it ran here.
-            restore_loader_skips(loaded[side], store.get_meta(key))
-            return SideFeatures(torch.from_numpy(cached), True, key, time.perf_counter() - start)
+            restore_loader_skips(loaded[side], meta)
+            return SideFeatures(torch.from_numpy(array), True, key, time.perf_counter() - start)
     extractor.fit(loaded["real"])
     features = extractor.embed(loaded[side], progress)
     if key is not None and store is not None:
@@ -260,12 +261,10 @@ def assemble_shards(store: ArtifactStore, key: str, count: int) -> None:
     their skip reports merged into one for the side."""
     if store.has_array(key):
         return
-    keys = [shard_key(key, index, count) for index in range(count)]
-    parts = [store.get_array(part) for part in keys]
+    entries = [store.get_entry(shard_key(key, index, count)) for index in range(count)]
+    parts = [array for array, _ in entries]
     meta: dict[str, Any] = {"assembled_from": count}
-    reports = [
-        SkipReport.from_dict(m["loader_skips"]) for m in map(store.get_meta, keys) if "loader_skips" in m
-    ]
+    reports = [SkipReport.from_dict(m["loader_skips"]) for _, m in entries if "loader_skips" in m]
     if reports:
         meta["loader_skips"] = functools.reduce(SkipReport.merge, reports).to_dict()
     store.put_array(key, np.concatenate(parts, axis=0), meta)
