@@ -138,34 +138,33 @@ class Stack:
         with psycopg.connect(self.admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
-    def count_finished(self, ids: list[str]) -> int:
+    @property
+    def db(self) -> sa.Engine:
         # One kept connection: a new PostgreSQL connection per poll would fork a backend five times a
         # second, CPU taken from the workers being measured.
         if self._poll_engine is None:
             self._poll_engine = sa.create_engine(self.database_url, pool_size=1)
-        with self._poll_engine.connect() as connection:
+        return self._poll_engine
+
+    def count_finished(self, ids: list[str]) -> int:
+        with self.db.connect() as connection:
             query = sa.text(
                 "SELECT count(*) FROM audits WHERE id = ANY(:ids) AND state IN ('succeeded','failed')"
             )
             return int(connection.execute(query, {"ids": ids}).scalar() or 0)
 
     def cancel_queued(self) -> None:
-        engine = sa.create_engine(self.database_url, poolclass=sa.NullPool)
-        try:
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.text(
-                        "UPDATE audits SET state = 'cancelled', cancel_requested = true, "
-                        "finished_at = now() WHERE state = 'queued'"
-                    )
+        with self.db.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE audits SET state = 'cancelled', cancel_requested = true, "
+                    "finished_at = now() WHERE state = 'queued'"
                 )
-        finally:
-            engine.dispose()
+            )
         self.flush_queue()
 
     def last_finished_at(self, ids: list[str]) -> float:
-        assert self._poll_engine is not None
-        with self._poll_engine.connect() as connection:
+        with self.db.connect() as connection:
             query = sa.text("SELECT max(finished_at) FROM audits WHERE id = ANY(:ids)")
             return float(connection.execute(query, {"ids": ids}).scalar().timestamp())
 
