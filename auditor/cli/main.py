@@ -13,14 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Only light modules at module level: every verb, `--help` included, pays for these imports. What needs
+# torch, NumPy or scikit-learn (the pipeline, the metrics, the extractors, the report renderer) is imported
+# inside the command that computes; tests/cli/test_lazy_imports.py keeps it that way.
 from auditor.cli.common import Database, fmt, handle_errors, print_document, stderr, write_json
-from auditor.cli.progress import RichProgress
 from auditor.config import get_settings
 from auditor.metrics import METRICS
 from auditor.metrics.warnings import AuditWarning
-from auditor.pipeline.evaluate import MetricParams
-from auditor.pipeline.spec import AuditSpec, DatasetRef
-from auditor.policy import Policy
 
 # Sample-size warnings are part of the result document and printed with it; Python's own warning
 # output would print them a second time, with a source line.
@@ -132,8 +131,12 @@ def audit(
     """Audit SYNTHETIC against REAL; exit 0 passed, 1 gate failed, 2 bad input."""
     from pydantic import ValidationError
 
+    from auditor.cli.progress import RichProgress
     from auditor.errors import BadInputError, describe_validation_error
+    from auditor.pipeline.evaluate import MetricParams
     from auditor.pipeline.run import run_audit
+    from auditor.pipeline.spec import AuditSpec, DatasetRef
+    from auditor.policy import Policy
 
     console = _console_for(json_out)
     settings = get_settings()
@@ -245,7 +248,6 @@ def show(
 ) -> None:
     """Show one recorded audit; exit code follows its verdict (1 = gate failed)."""
     from auditor.db import queries
-    from auditor.report.service import render_audit_report
 
     console = _console_for(json_out)
     database = Database(get_settings())
@@ -253,8 +255,13 @@ def show(
         audit = queries.get_audit(session, audit_id)
         document, state, error = audit.result, audit.state, audit.error_message
         full_id = audit.id
-        # The same report as the API's /report: the document, its plots and the project's trend.
-        html = render_audit_report(session, audit) if report and document is not None else None
+        html: str | None = None
+        if report and document is not None:
+            # The same report as the API's /report: the document, its plots and the project's trend.
+            # The renderer imports the pipeline's ReportData (torch): only `--report` pays for it.
+            from auditor.report.service import render_audit_report
+
+            html = render_audit_report(session, audit)
     if document is None:
         console.print(
             f"audit {full_id}: state {state}" + (f", error: {error}" if error else ""), highlight=False
