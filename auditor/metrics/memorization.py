@@ -34,8 +34,8 @@ def memorization_scores(graph: KnnGraph) -> Tensor:
 
 
 def authenticity_scores(graph: KnnGraph) -> Tensor:
-    own_gap = graph.real.nearest[graph.synthetic_nearest_real_index]
-    return (graph.synthetic_nearest_real >= own_gap).double()
+    own_gap_sq = graph.real.nearest_sq[graph.synthetic_nearest_real_index]
+    return (graph.synthetic_nearest_real_sq >= own_gap_sq).double()
 
 
 def duplicate_rate(graph: KnnGraph) -> Tensor:

@@ -28,7 +28,7 @@ def density_scores(graph: KnnGraph) -> Tensor:
 
 def coverage_scores(graph: KnnGraph) -> Tensor:
     """Per real sample: 1 if its own k-NN ball contains at least one synthetic sample."""
-    return (graph.real_nearest_synthetic < graph.real.kth).double()
+    return graph.real_ball_covered.double()
 
 
 def precision(graph: KnnGraph) -> Tensor:

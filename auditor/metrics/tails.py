@@ -24,7 +24,7 @@ def tail_indices(graph: KnnGraph, tail_fraction: float = DEFAULT_TAIL_FRACTION) 
     mutual nearest-neighbour pair shares its radius), and breaking them by index would make the tail,
     and so ``tail_recall``, depend on the order of the rows.
     """
-    radii = graph.real.kth
+    radii = graph.real.kth_sq  # squared, exact: equal radii are equal bits
     count = max(1, math.ceil(tail_fraction * radii.shape[0]))
     order = torch.argsort(radii, descending=True, stable=True)
     count = int((radii >= radii[order[count - 1]]).sum())
