@@ -258,7 +258,6 @@ def show(
         html: str | None = None
         if report and document is not None:
             # The same report as the API's /report: the document, its plots and the project's trend.
-            # The renderer imports the pipeline's ReportData (torch): only `--report` pays for it.
             from auditor.report.service import render_audit_report
 
             html = render_audit_report(session, audit)

@@ -108,7 +108,7 @@ class Audit(Base):
     duration_s: Mapped[float | None] = mapped_column(sa.Float)
     # none_as_null: "no result yet" is SQL NULL (queryable with IS NULL), not the JSON value null.
     result: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON(none_as_null=True))
-    # Arrays for the HTML report's plots (auditor.pipeline.evaluate.ReportData as a dict); not part of
+    # Arrays for the HTML report's plots (auditor.pipeline.report_data.ReportData as a dict); not part of
     # the stable document, kept so `auditor show --report` can redraw the plots later.
     report_data: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON(none_as_null=True))
     # --- service state (migration 0002); progress/artifacts are NULL on audits recorded before it ---

@@ -6,10 +6,17 @@ fraction in mode j:
 
 - ``mode_coverage`` = fraction of real modes with q_j >= 0.1 * p_j (the mode receives at least 10% of
   the synthetic mass it should): dropped modes lower it.
-The modes come from k-means with greedy k-means++ seeds, best of three seeded runs.
-
 - ``mode_jsd`` = Jensen-Shannon divergence of p and q, base 2 (0 = same mode histogram, 1 = disjoint):
   dropped, shrunken and over-produced modes raise it.
+
+The modes come from k-means with greedy k-means++ seeds, best of three seeded runs. The seeding does not
+depend on the order of the rows: k-means runs on the rows in canonical order (sorted by their bytes,
+:mod:`auditor.metrics.canonical`), so the seeded draws pick the same rows and Lloyd's sums add the same
+numbers in the same order whatever the input order; the centroids, hence every label and both metrics,
+are identical (bit for bit) for any permutation of the rows, duplicated rows included.
+
+Histograms may be batched: counts of shape (..., K) give metrics of shape (...), one per histogram (the
+bootstrap's replicates); :func:`mode_counts` counts the labels of many resamples at once.
 """
 
 from __future__ import annotations
@@ -20,25 +27,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from auditor.metrics import MIN_MODE_SHARE
+from auditor.metrics.canonical import canonical_rows
 from auditor.metrics.knn import DEFAULT_MEMORY_BUDGET_BYTES, _block_distances, _sq_norms, chunk_rows
 
-MIN_MODE_SHARE = 0.1
 KMEANS_ITERATIONS = 50
 KMEANS_RESTARTS = 3
 
 
 @dataclass(frozen=True)
 class ModeHistogram:
-    real_counts: Tensor  # (K,) int64
-    synthetic_counts: Tensor  # (K,) int64
+    real_counts: Tensor  # (K,) int64, or (..., K): a batch of histograms
+    synthetic_counts: Tensor  # (K,) int64, or (..., K)
 
     @property
     def real_share(self) -> Tensor:
-        return self.real_counts.double() / self.real_counts.sum()
+        return self.real_counts.double() / self.real_counts.sum(-1, keepdim=True)
 
     @property
     def synthetic_share(self) -> Tensor:
-        return self.synthetic_counts.double() / self.synthetic_counts.sum().clamp(min=1)
+        return self.synthetic_counts.double() / self.synthetic_counts.sum(-1, keepdim=True).clamp(min=1)
 
 
 def choose_num_modes(n: int) -> int:
@@ -92,8 +100,11 @@ def kmeans(
     iterations: int = KMEANS_ITERATIONS,
     restarts: int = KMEANS_RESTARTS,
 ) -> Tensor:
-    """Lloyd's k-means from greedy k-means++ seeds; the best of ``restarts`` runs (lowest inertia)."""
-    x = x.to(torch.float64)
+    """Lloyd's k-means from greedy k-means++ seeds; the best of ``restarts`` runs (lowest inertia).
+
+    Runs on the rows in canonical order, so the centroids do not depend on the order of ``x``'s rows.
+    """
+    x = canonical_rows(x.to(torch.float64))
     best_centres, best_inertia = None, float("inf")
     for _ in range(restarts):
         centres = _greedy_kmeans_plus_plus(x, k, generator)
@@ -117,6 +128,15 @@ def kmeans(
     return best_centres
 
 
+def mode_counts(labels: Tensor, k: int) -> Tensor:
+    """Per-mode counts of every row of ``labels`` (..., n): shape (..., k), one bincount for all."""
+    batch = labels.shape[:-1]
+    rows = labels.reshape(-1, labels.shape[-1])
+    offsets = torch.arange(rows.shape[0], device=labels.device)[:, None] * k
+    counts = torch.bincount((rows + offsets).reshape(-1), minlength=rows.shape[0] * k)
+    return counts.reshape(*batch, k)
+
+
 def mode_histogram(real_labels: Tensor, synthetic_labels: Tensor, k: int) -> ModeHistogram:
     return ModeHistogram(
         real_counts=torch.bincount(real_labels, minlength=k),
@@ -127,15 +147,17 @@ def mode_histogram(real_labels: Tensor, synthetic_labels: Tensor, k: int) -> Mod
 def mode_coverage(hist: ModeHistogram) -> Tensor:
     p, q = hist.real_share, hist.synthetic_share
     present = p > 0
-    return (q[present] >= MIN_MODE_SHARE * p[present]).double().mean()
+    covered = (q >= MIN_MODE_SHARE * p) & present
+    return covered.sum(-1).double() / present.sum(-1).double()
 
 
 def jensen_shannon(p: Tensor, q: Tensor) -> Tensor:
+    """JS divergence (bits) of distributions along the last dimension."""
     mix = (p + q) / 2
 
     def kl(a: Tensor, b: Tensor) -> Tensor:
-        keep = a > 0
-        return (a[keep] * (a[keep] / b[keep]).log2()).sum()
+        # 0 log 0 = 0; where a > 0, b >= a / 2 > 0
+        return torch.where(a > 0, a * (a / b).log2(), torch.zeros_like(a)).sum(-1)
 
     return ((kl(p, mix) + kl(q, mix)) / 2).clamp(min=0, max=1)
 

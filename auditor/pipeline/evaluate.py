@@ -1,6 +1,8 @@
 """Stage "score": every metric with its bootstrap interval and holdout baseline, from three tensors.
 
-Pure computation (no I/O, no database): features in, :class:`Evaluation` out.
+Pure computation (no I/O, no database): features in, :class:`Evaluation` out. Every stage reads each
+side in canonical row order (:mod:`auditor.metrics.canonical`), so values, intervals and baselines are
+identical for any order of the input rows.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,22 +28,26 @@ from auditor.metrics.bootstrap import (
     resample_indices,
     resample_weights,
 )
+from auditor.metrics.canonical import canonical_rows
 from auditor.metrics.fid import frechet_distance
 from auditor.metrics.gaussian import GaussianStats, weighted_stats
 from auditor.metrics.kid import kernel_inception_distance
 from auditor.metrics.knn import KnnGraph, build_knn_graph
 from auditor.metrics.modes import (
+    ModeHistogram,
     assign_to_centroids,
     choose_num_modes,
     kmeans,
+    mode_counts,
     mode_coverage,
     mode_histogram,
     mode_jsd,
 )
-from auditor.metrics.spectrum import effective_rank, normalized_spectrum
-from auditor.metrics.vendi import vendi_score
+from auditor.metrics.spectrum import effective_rank, entropy_of, normalized_spectrum
+from auditor.metrics.vendi import vendi_score, vendi_scores
 from auditor.metrics.warnings import SampleSizeWarning
 from auditor.pipeline.progress import NullProgress, ProgressReporter
+from auditor.pipeline.report_data import ReportData
 
 # Size ratio beyond which set-size-dependent metrics (recall, coverage, density, vendi) are biased
 # enough to warn about.
@@ -97,23 +103,6 @@ class MetricValue:
         doc["baseline"] = self.baseline
         doc.update(self.extra)
         return doc
-
-
-@dataclass
-class ReportData:
-    """Arrays for the HTML report's plots (not part of the stable JSON document)."""
-
-    projection_real: list[list[float]] = field(default_factory=list)
-    projection_synthetic: list[list[float]] = field(default_factory=list)
-    mode_real_share: list[float] = field(default_factory=list)
-    mode_synthetic_share: list[float] = field(default_factory=list)
-    spectrum_real: list[float] = field(default_factory=list)
-    spectrum_synthetic: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a dict for storage, sharing the lists (``dataclasses.asdict`` would deep-copy
-        thousands of point pairs for nothing)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -293,8 +282,9 @@ def _spectral_metrics(
         return
     # Centre every side on the real mean in float64: both metrics are translation invariant, and
     # centring keeps the covariance accumulation well conditioned.
-    shift = real.double().mean(dim=0)
-    real_c, synth_c = real.double() - shift, synthetic.double() - shift
+    real_c = real.double()
+    shift = real_c.mean(dim=0)
+    real_c, synth_c = real_c - shift, synthetic.double() - shift
     stats_real = GaussianStats.from_features(real_c)
     stats_synth = GaussianStats.from_features(synth_c)
     stats_hold = GaussianStats.from_features(holdout.double() - shift) if holdout is not None else None
@@ -302,16 +292,24 @@ def _spectral_metrics(
     report.spectrum_real = spec_real[:SPECTRUM_POINTS].tolist()
     report.spectrum_synthetic = spec_synth[:SPECTRUM_POINTS].tolist()
 
-    def compute(a: GaussianStats, b: GaussianStats) -> dict[str, float]:
+    # The full-sample effective ranks come from the spectra already computed for the report (the same
+    # eigenvalues effective_rank would compute again).
+    rank_real, rank_synth = entropy_of(spec_real).exp(), entropy_of(spec_synth).exp()
+
+    def compute(
+        a: GaussianStats, b: GaussianStats, rank_a: Tensor | None = None, rank_b: Tensor | None = None
+    ) -> dict[str, float]:
         values = {}
         if "fid" in wanted:
             values["fid"] = float(frechet_distance(a, b))
         if "effective_rank_ratio" in wanted:
-            values["effective_rank_ratio"] = float(effective_rank(b.cov) / effective_rank(a.cov))
+            rank_a = effective_rank(a.cov) if rank_a is None else rank_a
+            rank_b = effective_rank(b.cov) if rank_b is None else rank_b
+            values["effective_rank_ratio"] = float(rank_b / rank_a)
         return values
 
-    point = compute(stats_real, stats_synth)
-    baseline = compute(stats_real, stats_hold) if stats_hold is not None else {}
+    point = compute(stats_real, stats_synth, rank_real, rank_synth)
+    baseline = compute(stats_real, stats_hold, rank_real) if stats_hold is not None else {}
     replicates: dict[str, list[float]] = {name: [] for name in wanted}
     if params.spectral_bootstrap > 0:
         gen = _generator(params.seed, "spectral")
@@ -359,12 +357,12 @@ def _vendi_metrics(
         progress.start("bootstrap-vendi", params.spectral_bootstrap)
         w_s = resample_weights(m, params.spectral_bootstrap, gen)
         w_r = resample_weights(sub_n, params.spectral_bootstrap, gen)
-        for b in range(params.spectral_bootstrap):
-            vs = vendi_score(synthetic, w_s[b].to(synthetic.device))
-            vr = vendi_score(real_sub, w_r[b].to(real_sub.device))
-            replicates["vendi"].append(float(vs))
-            replicates["vendi_ratio"].append(float(vs / vr))
-            progress.advance("bootstrap-vendi")
+        budget = params.memory_budget_mb << 20
+        vs = vendi_scores(synthetic, w_s, budget_bytes=budget).cpu()
+        vr = vendi_scores(real_sub, w_r, budget_bytes=budget).cpu()
+        replicates["vendi"] = vs.tolist()
+        replicates["vendi_ratio"] = (vs / vr).tolist()
+        progress.advance("bootstrap-vendi", params.spectral_bootstrap)
         progress.finish("bootstrap-vendi")
     for name in wanted:
         out[name] = _plug_in_value(point[name], baseline.get(name), replicates[name], params.confidence)
@@ -381,12 +379,14 @@ def _kid_metric(
     if "kid" not in params.metrics:
         return
     progress.start("kid", 2 if holdout is not None else 1)
+    budget = params.memory_budget_mb << 20
     est = kernel_inception_distance(
         real,
         synthetic,
         subset_size=params.kid_subset_size,
         subsets=params.kid_subsets,
         generator=_generator(params.seed, "kid"),
+        budget_bytes=budget,
     )
     progress.advance("kid")
     value = MetricValue(value=float(est.mean), extra={"std": float(est.std), "subset_size": est.subset_size})
@@ -403,6 +403,7 @@ def _kid_metric(
             subset_size=n_min // 2,
             subsets=min(params.kid_subsets, 50),
             generator=_generator(params.seed + 1, "kid"),
+            budget_bytes=budget,
         )
         spread, spread_size = float(half_est.std), half_est.subset_size
     z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + params.confidence / 2)))
@@ -415,6 +416,7 @@ def _kid_metric(
             subset_size=params.kid_subset_size,
             subsets=params.kid_subsets,
             generator=_generator(params.seed, "kid"),
+            budget_bytes=budget,
         )
         value.baseline = float(hold.mean)
         progress.advance("kid")
@@ -455,10 +457,17 @@ def _mode_metrics(
     if params.bootstrap > 0:
         real_idx = resample_indices(real_labels.shape[0], params.bootstrap, gen)
         synth_idx = resample_indices(synth_labels.shape[0], params.bootstrap, gen)
-        for b in range(params.bootstrap):
-            rep = mode_histogram(real_labels[real_idx[b]], synth_labels[synth_idx[b]], k)
+        # All replicates' histograms at once (one bincount per side), in chunks of replicates whose
+        # gathered labels stay within the memory budget.
+        per_replicate = (real_labels.shape[0] + synth_labels.shape[0]) * real_labels.element_size() * 2
+        chunk = max(1, (params.memory_budget_mb << 20) // per_replicate)
+        for start in range(0, params.bootstrap, chunk):
+            reps = ModeHistogram(
+                real_counts=mode_counts(real_labels[real_idx[start : start + chunk]], k),
+                synthetic_counts=mode_counts(synth_labels[synth_idx[start : start + chunk]], k),
+            )
             for name in wanted:
-                replicates[name].append(float(fns[name](rep)))
+                replicates[name].extend(fns[name](reps).tolist())
     progress.finish("modes")
     for name in wanted:
         out[name] = _plug_in_value(
@@ -513,6 +522,11 @@ def evaluate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)
         _sample_size_warnings(real, synthetic, holdout, params)
+        # Every stage reads the sides in canonical row order (auditor.metrics.canonical): seeded draws
+        # (subsets, subsamples, bootstrap resamples, k-means seeds) and sums then do not depend on the
+        # order of the input rows, so neither do values and intervals.
+        real, synthetic = canonical_rows(real), canonical_rows(synthetic)
+        holdout = canonical_rows(holdout) if holdout is not None else None
         _knn_metrics(real, synthetic, holdout, params, progress, metrics, details)
         _spectral_metrics(real, synthetic, holdout, params, progress, metrics, report)
         _vendi_metrics(real, synthetic, holdout, params, progress, metrics, details)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.metrics import METRICS
-from auditor.pipeline.evaluate import ReportData
+from auditor.pipeline.report_data import ReportData
 
 SCHEMA_VERSION = 1
 

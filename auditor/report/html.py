@@ -1,7 +1,7 @@
 """The self-contained HTML audit report: one file, inline CSS and SVG, no network, no JavaScript.
 
 Input is the stable result document (see :mod:`auditor.pipeline.result`) plus the optional plot arrays
-(:class:`~auditor.pipeline.evaluate.ReportData`) and an optional lineage trend. Every section is built
+(:class:`~auditor.pipeline.report_data.ReportData`) and an optional lineage trend. Every section is built
 from what is present: a document with a metric subset, no verdict, or an empty ``ReportData`` renders
 the sections it can and omits the rest. All document text is HTML-escaped: dataset references are
 user input.
@@ -17,8 +17,8 @@ from typing import Any
 
 from auditor import __version__
 from auditor.metrics import METRICS
-from auditor.metrics.modes import MIN_MODE_SHARE
-from auditor.pipeline.evaluate import ReportData
+from auditor.metrics import MIN_MODE_SHARE
+from auditor.pipeline.report_data import ReportData
 from auditor.report import plots
 
 FAMILIES = ("fidelity", "diversity", "collapse", "memorization")

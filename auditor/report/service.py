@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from auditor.db import queries
 from auditor.db.models import Audit
-from auditor.pipeline.evaluate import ReportData
+from auditor.pipeline.report_data import ReportData
 from auditor.report.html import render_report
 
 

@@ -203,6 +203,10 @@ def test_history_and_show_of_recorded_audits(env: Env, monkeypatch: pytest.Monke
     assert "FAILED" in ok(env.run("show", failed), 1).stdout
     document = json.loads(ok(env.run("show", failed, "--json", "-"), 1).stdout)
     assert document["audit_id"] == failed and document["verdict"]["passed"] is False
+    # The HTML report renders from the stored document and plot arrays: no torch either.
+    report = env.directory / "report.html"
+    ok(env.run("show", passed, "--report", str(report)))
+    assert "<html" in report.read_text() and passed in report.read_text()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ Reference differences (documented here, checked below):
 - The subsets differ: torch-fidelity draws them from ``np.random.RandomState(rng_seed)``, clean-fid from
   the global NumPy RNG, the auditor from a ``torch.Generator``. With ``subset_size == n`` every subset is
   the whole set, so all three must agree whatever the RNG; that is what the comparisons use.
+- Subsets are drawn from each side's rows in canonical (byte) order, so the auditor's value does not
+  depend on the order of the rows; the references draw by position.
 - clean-fid returns only the mean; torch-fidelity and the auditor also return the population standard
   deviation over subsets (``np.std`` / ``std(unbiased=False)``).
 """
@@ -24,6 +26,8 @@ from cleanfid.fid import kernel_distance
 from helpers.gaussians import generator
 from torch_fidelity.metric_kid import kernel_poly, kid_features_to_metric, mmd2
 
+from auditor.metrics import kid
+from auditor.metrics.canonical import canonical_rows
 from auditor.metrics.kid import kernel_inception_distance, polynomial_mmd2_unbiased
 
 REFERENCE_RTOL = 1e-6  # float64 features, same estimator, different summation order
@@ -142,3 +146,82 @@ def test_polynomial_mmd2_unbiased_is_zero_in_expectation_not_clamped() -> None:
         float(polynomial_mmd2_unbiased(features(30, 4, 100 + i), features(30, 4, 200 + i))) for i in range(20)
     ]
     assert min(values) < 0.0 < max(values), values
+
+
+# --- how it is computed: whole-set subsets once, overlapping subsets from shared kernel matrices -----
+
+PATH_RTOL = 1e-10  # the same per-subset sums, added in another order
+
+
+def per_subset_reference(
+    real: torch.Tensor, synthetic: torch.Tensor, m: int, subsets: int, seed: int
+) -> torch.Tensor:
+    """The definition, one subset at a time, drawing as kernel_inception_distance does (canonical rows)."""
+    real, synthetic = canonical_rows(real), canonical_rows(synthetic)
+    gen = generator(seed)
+    values = []
+    for _ in range(subsets):
+        r = torch.randperm(real.shape[0], generator=gen)[:m]
+        s = torch.randperm(synthetic.shape[0], generator=gen)[:m]
+        values.append(float(polynomial_mmd2_unbiased(real[r], synthetic[s])))
+    return torch.tensor(values, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("n_real", "n_synth", "m", "subsets"),
+    [(60, 70, 20, 9), (120, 121, 120, 12), (90, 90, 45, 10), (30, 200, 30, 5)],
+)
+@pytest.mark.parametrize("budget", [kid.DEFAULT_BUDGET_BYTES, 1 << 14])
+def test_both_subset_paths_follow_the_per_subset_definition(
+    n_real: int, n_synth: int, m: int, subsets: int, budget: int
+) -> None:
+    """The union path (shared kernel tiles, indicator sums) and the batched path (bmm per subset) give
+    every subset's MMD^2 of the one-subset-at-a-time definition; a small budget forces many tiles."""
+    real, synthetic = features(n_real, 6, 21), features(n_synth, 6, 22, shift=0.2)
+    expected = per_subset_reference(real, synthetic, m, subsets, seed=5)
+    real_c, synth_c = canonical_rows(real), canonical_rows(synthetic)
+    gen = generator(5)
+    idx = [
+        (torch.randperm(n_real, generator=gen)[:m], torch.randperm(n_synth, generator=gen)[:m])
+        for _ in range(subsets)
+    ]
+    real_idx, synth_idx = torch.stack([r for r, _ in idx]), torch.stack([s for _, s in idx])
+    for path in (kid._subset_mmd2_union, kid._subset_mmd2_batched):
+        got = path(real_c, synth_c, real_idx, synth_idx, budget)
+        torch.testing.assert_close(got, expected, rtol=PATH_RTOL, atol=1e-14, msg=path.__name__)
+    est = kernel_inception_distance(real, synthetic, subset_size=m, subsets=subsets, generator=generator(5))
+    torch.testing.assert_close(est.subset_values, expected, rtol=PATH_RTOL, atol=1e-14)
+
+
+def test_whole_set_subsets_are_one_mmd_and_draw_nothing() -> None:
+    real, synthetic = features(80, 5, 23), features(80, 5, 24, shift=0.1)
+    gen = generator(3)
+    state = gen.get_state()
+    est = kernel_inception_distance(real, synthetic, subset_size=500, subsets=7, generator=gen)
+    assert torch.equal(gen.get_state(), state)
+    assert est.subset_size == 80 and est.subset_values.shape == (7,)
+    assert float(est.std) == 0.0 and bool((est.subset_values == est.mean).all())
+    assert_close_relative(
+        float(est.mean), float(polynomial_mmd2_unbiased(real, synthetic)), PATH_RTOL, "whole-set MMD^2"
+    )
+    # the tiled whole-set sums, with tiles far smaller than the set
+    tiled = float(kid._full_set_mmd2(canonical_rows(real), canonical_rows(synthetic), 1 << 12))
+    assert_close_relative(tiled, float(est.mean), PATH_RTOL, "tiled whole-set MMD^2")
+
+
+@pytest.mark.parametrize(
+    ("subset_size", "dtype"), [(25, torch.float64), (40, torch.float32), (1000, torch.float32)]
+)
+def test_kid_is_identical_for_any_row_order_duplicates_included(subset_size: int, dtype: torch.dtype) -> None:
+    real = features(40, 4, 25).to(dtype)
+    synthetic = features(41, 4, 26, shift=0.3).to(dtype)
+    real[::5] = real[1]  # duplicated rows
+    gen = generator(27)
+    permuted_real = real[torch.randperm(40, generator=gen)]
+    permuted_synth = synthetic[torch.randperm(41, generator=gen)]
+    a = kernel_inception_distance(real, synthetic, subset_size=subset_size, subsets=6, generator=generator(1))
+    b = kernel_inception_distance(
+        permuted_real, permuted_synth, subset_size=subset_size, subsets=6, generator=generator(1)
+    )
+    assert torch.equal(a.subset_values, b.subset_values)
+    assert float(a.mean) == float(b.mean) and float(a.std) == float(b.std)

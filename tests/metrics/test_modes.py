@@ -14,6 +14,7 @@ from auditor.metrics.modes import (
     choose_num_modes,
     jensen_shannon,
     kmeans,
+    mode_counts,
     mode_coverage,
     mode_histogram,
     mode_jsd,
@@ -123,3 +124,36 @@ def test_kmeans_recovers_unit_variance_blobs_for_almost_every_seed() -> None:
         labels = assign_to_centroids(x, kmeans(x, 8, generator=torch.Generator().manual_seed(seed)))
         recovered += len({int(torch.mode(labels[truth == i]).values) for i in range(8)}) == 8
     assert recovered >= 19, f"recovered the blobs for {recovered} of 20 seeds"
+
+
+def test_kmeans_is_identical_for_any_row_order_duplicates_included() -> None:
+    """The seeds are drawn from the rows in canonical order: a permutation changes no centroid bit."""
+    gen = generator(11)
+    x = torch.randn(240, 6, generator=gen, dtype=torch.float64)
+    x[::4] = x[torch.randint(240, (60,), generator=gen)]  # duplicated rows
+    centroids = kmeans(x, 7, generator=generator(4))
+    for _ in range(3):
+        permuted = x[torch.randperm(240, generator=gen)]
+        assert torch.equal(kmeans(permuted, 7, generator=generator(4)), centroids)
+    hist = mode_histogram(assign_to_centroids(x, centroids), assign_to_centroids(x[:100], centroids), 7)
+    permuted = x[torch.randperm(240, generator=gen)]
+    other = mode_histogram(
+        assign_to_centroids(permuted, centroids), assign_to_centroids(x[:100].flip(0), centroids), 7
+    )
+    assert torch.equal(hist.real_counts, other.real_counts)
+    assert float(mode_jsd(hist)) == float(mode_jsd(other))
+
+
+def test_batched_histograms_give_every_replicate_its_own_metrics() -> None:
+    """mode_counts over (B, n) labels and the metrics over (B, K) counts equal B single histograms."""
+    gen = generator(12)
+    real_labels = torch.randint(9, (30, 200), generator=gen)
+    synth_labels = torch.randint(6, (30, 150), generator=gen)  # modes 6-8 never produced
+    batch = ModeHistogram(mode_counts(real_labels, 9), mode_counts(synth_labels, 9))
+    coverage, jsd = mode_coverage(batch), mode_jsd(batch)
+    assert coverage.shape == jsd.shape == (30,)
+    for b in range(30):
+        single = mode_histogram(real_labels[b], synth_labels[b], 9)
+        assert torch.equal(batch.real_counts[b], single.real_counts)
+        assert float(coverage[b]) == float(mode_coverage(single))
+        assert float(jsd[b]) == pytest.approx(float(mode_jsd(single)), rel=1e-14, abs=JSD_EXACT_ATOL)

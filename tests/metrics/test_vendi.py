@@ -8,7 +8,7 @@ import torch
 from helpers.gaussians import generator
 from vendi_score import vendi
 
-from auditor.metrics.vendi import vendi_ratio, vendi_score
+from auditor.metrics.vendi import vendi_ratio, vendi_score, vendi_scores
 
 VENDI_RTOL = 1e-8  # eigenvalues of n x n vs d x d Gram matrices, float64
 DUPLICATION_RTOL = 1e-10  # integer weights vs explicit copies (the same eigenvalues, other matrix)
@@ -83,3 +83,21 @@ def test_vendi_ratio_of_a_set_with_itself_is_one() -> None:
     x = sample(80, 20, 3)
     assert float(vendi_ratio(x, x)) == pytest.approx(1.0, rel=1e-12)
     assert np.isfinite(float(vendi_ratio(x[:2], x)))
+
+
+@pytest.mark.parametrize(("n", "d"), SHAPES)
+@pytest.mark.parametrize("budget", [128 << 20, 1])
+def test_batched_vendi_scores_equal_one_weighting_at_a_time(n: int, d: int, budget: int) -> None:
+    """vendi_scores (the bootstrap's path) gives vendi_score of every weighting; budget 1 = one at a time."""
+    x = sample(n, d, 5 * n + d)
+    weights = torch.randint(0, 3, (6, n), generator=generator(n + 1)).double()
+    weights[:, 0] += 1  # no all-zero weighting
+    batched = vendi_scores(x, weights, budget_bytes=budget)
+    single = torch.stack([vendi_score(x, w) for w in weights])
+    torch.testing.assert_close(batched, single, rtol=VENDI_RTOL, atol=0.0)
+
+
+def test_vendi_score_does_not_depend_on_row_order() -> None:
+    x = sample(120, 10, 9)
+    permuted = x[torch.randperm(120, generator=generator(9))]
+    assert float(vendi_score(permuted)) == pytest.approx(float(vendi_score(x)), rel=1e-12)
