@@ -25,7 +25,22 @@ class Settings(BaseSettings):
     )
     broker_url: str | None = Field(default=None, description="None means in-process execution.")
     device: str = "auto"
-    memory_budget_mb: int = Field(default=128, description="Peak working memory of the kNN engine.")
+    memory_budget_mb: int = Field(
+        default=128,
+        ge=16,
+        description="Working memory of the metrics (MiB): the default and the maximum of an audit's "
+        "params.memory_budget_mb.",
+    )
+    # Operator maxima on the costly metric parameters a caller controls (auditor.pipeline.limits):
+    # a caller may ask for less, never more.
+    max_nearest_k: int = Field(default=100, ge=1, description="Largest params.nearest_k.")
+    max_bootstrap: int = Field(default=10_000, ge=0, description="Largest params.bootstrap.")
+    max_spectral_bootstrap: int = Field(
+        default=200, ge=0, description="Largest params.spectral_bootstrap (O(d^3) each)."
+    )
+    max_kid_subsets: int = Field(default=1_000, ge=1, description="Largest params.kid_subsets.")
+    max_kid_subset_size: int = Field(default=10_000, ge=2, description="Largest params.kid_subset_size.")
+    max_num_modes: int = Field(default=1_024, ge=2, description="Largest params.num_modes.")
 
     # Storage and inputs.
     artifact_root: str | None = Field(

@@ -7,6 +7,7 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     ├── BadInputError                 (422, exit 2) the caller's input cannot be audited
     │   ├── DatasetNotFoundError      (404, exit 2) a dataset reference points at nothing
     │   ├── DatasetFormatError        (422, exit 2) unreadable / unsupported / malformed data
+    │   ├── LimitExceededError        (422, exit 2) a parameter above the operator's maximum
     │   ├── DimensionMismatchError    (422, exit 2) the two sides do not share a feature space
     │   ├── TooFewSamplesError        (422, exit 2) not enough samples for the requested metric
     │   ├── SchemaMismatchError       (422, exit 2) tables with different columns
@@ -54,6 +55,10 @@ class DatasetNotFoundError(BadInputError):
 
 class DatasetFormatError(BadInputError):
     code = "dataset_format"
+
+
+class LimitExceededError(BadInputError):
+    code = "limit_exceeded"
 
 
 class DimensionMismatchError(BadInputError):

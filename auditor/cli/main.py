@@ -149,7 +149,6 @@ def audit(
             bootstrap=bootstrap,
             spectral_bootstrap=spectral_bootstrap,
             seed=seed,
-            memory_budget_mb=settings.memory_budget_mb,
         )
     except ValidationError as exc:
         raise BadInputError(f"invalid parameters: {describe_validation_error(exc)}") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # mode_coverage: a real mode counts as covered when it receives at least this share of its real mass.
 MIN_MODE_SHARE = 0.1
 

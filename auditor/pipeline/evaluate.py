@@ -24,9 +24,9 @@ from auditor.metrics import memorization as mem
 from auditor.metrics.bootstrap import (
     bias_corrected_interval,
     bootstrap_means,
+    indices_to_weights,
     percentile_interval,
-    resample_indices,
-    resample_weights,
+    resample_index_chunks,
 )
 from auditor.metrics.canonical import canonical_rows
 from auditor.metrics.fid import frechet_distance
@@ -59,25 +59,47 @@ SPECTRUM_POINTS = 64
 _SEED_OFFSETS = {"bootstrap": 1, "spectral": 2, "kid": 3, "modes": 4, "vendi": 5, "projection": 6}
 
 
+# Caller-controlled numbers all have a bound: these are the schema's (absolute sanity); the operator's
+# lower maxima are settings (AUDITOR_MAX_*, checked by auditor.pipeline.limits before any work).
+MAX_SEED = 2**53 - 1  # exact in JSON and JavaScript; seed * 1000 + offset stays a valid torch seed
+DEFAULT_MEMORY_BUDGET_MB = 128
+
+
 class MetricParams(BaseModel):
-    """Every knob that changes a metric's value; all of it enters the protocol fingerprint."""
+    """Every knob that changes a metric's value; all of it enters the protocol fingerprint
+    (except ``memory_budget_mb``, which changes only how the work is tiled)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metrics: tuple[str, ...] = Field(default_factory=lambda: tuple(METRICS))
-    nearest_k: int = Field(5, ge=1)
-    bootstrap: int = Field(200, ge=0, description="Replicates for the per-sample metrics; 0 = no CI.")
+    metrics: tuple[str, ...] = Field(default_factory=lambda: tuple(METRICS), min_length=1, max_length=64)
+    nearest_k: int = Field(5, ge=1, le=1000)
+    bootstrap: int = Field(
+        200, ge=0, le=1_000_000, description="Replicates for the per-sample metrics; 0 = no CI."
+    )
     spectral_bootstrap: int = Field(
-        20, ge=0, description="Replicates for fid, vendi, effective_rank_ratio (each costs O(d^3))."
+        20,
+        ge=0,
+        le=100_000,
+        description="Replicates for fid, vendi, effective_rank_ratio (each costs O(d^3)).",
     )
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
-    kid_subset_size: int = Field(1000, ge=2)
-    kid_subsets: int = Field(100, ge=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    kid_subset_size: int = Field(1000, ge=2, le=10_000_000)
+    kid_subsets: int = Field(100, ge=1, le=1_000_000)
     tail_fraction: float = Field(0.1, gt=0, le=1)
-    num_modes: int | None = Field(None, ge=2)
+    num_modes: int | None = Field(None, ge=2, le=100_000)
     knn_dtype: str = Field("float32", pattern="^(float32|float64)$")
-    memory_budget_mb: int = Field(128, ge=16)
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=16,
+        le=1 << 20,
+        description="Working-memory budget of the metrics (MiB); default and maximum: the operator's "
+        "AUDITOR_MEMORY_BUDGET_MB.",
+    )
+
+    @property
+    def budget_bytes(self) -> int:
+        return (self.memory_budget_mb or DEFAULT_MEMORY_BUDGET_MB) << 20
 
     @field_validator("metrics")
     @classmethod
@@ -189,7 +211,7 @@ def _score_metric(
     value = MetricValue(value=float(scores.mean()))
     if params.bootstrap > 0:
         value.ci_low, value.ci_high = percentile_interval(
-            bootstrap_means(scores, params.bootstrap, generator), params.confidence
+            bootstrap_means(scores, params.bootstrap, generator, params.budget_bytes), params.confidence
         )
     if holdout_graph is not None:
         value.baseline = float(scores_fn(holdout_graph).mean())
@@ -244,7 +266,7 @@ def _knn_metrics(
     if not wanted:
         return
     dtype = torch.float32 if params.knn_dtype == "float32" else torch.float64
-    budget = params.memory_budget_mb << 20
+    budget = params.budget_bytes
     progress.start("knn", 2 if holdout is not None else 1)
     graph = build_knn_graph(real, synthetic, params.nearest_k, budget_bytes=budget, dtype=dtype)
     progress.advance("knn")
@@ -314,13 +336,16 @@ def _spectral_metrics(
     if params.spectral_bootstrap > 0:
         gen = _generator(params.seed, "spectral")
         progress.start("bootstrap-spectral", params.spectral_bootstrap)
-        w_real = resample_weights(real.shape[0], params.spectral_bootstrap, gen)
-        w_synth = resample_weights(synthetic.shape[0], params.spectral_bootstrap, gen)
-        for b in range(params.spectral_bootstrap):
-            rep = compute(weighted_stats(real_c, w_real[b]), weighted_stats(synth_c, w_synth[b]))
-            for name, v in rep.items():
-                replicates[name].append(v)
-            progress.advance("bootstrap-spectral")
+        sizes = [real.shape[0], synthetic.shape[0]]
+        for idx_real, idx_synth in resample_index_chunks(
+            sizes, params.spectral_bootstrap, gen, params.budget_bytes
+        ):
+            w_real, w_synth = indices_to_weights(idx_real, sizes[0]), indices_to_weights(idx_synth, sizes[1])
+            for b in range(w_real.shape[0]):
+                rep = compute(weighted_stats(real_c, w_real[b]), weighted_stats(synth_c, w_synth[b]))
+                for name, v in rep.items():
+                    replicates[name].append(v)
+                progress.advance("bootstrap-spectral")
         progress.finish("bootstrap-spectral")
     for name in wanted:
         out[name] = _plug_in_value(point[name], baseline.get(name), replicates[name], params.confidence)
@@ -355,14 +380,14 @@ def _vendi_metrics(
     replicates: dict[str, list[float]] = {"vendi": [], "vendi_ratio": []}
     if params.spectral_bootstrap > 0:
         progress.start("bootstrap-vendi", params.spectral_bootstrap)
-        w_s = resample_weights(m, params.spectral_bootstrap, gen)
-        w_r = resample_weights(sub_n, params.spectral_bootstrap, gen)
-        budget = params.memory_budget_mb << 20
-        vs = vendi_scores(synthetic, w_s, budget_bytes=budget).cpu()
-        vr = vendi_scores(real_sub, w_r, budget_bytes=budget).cpu()
-        replicates["vendi"] = vs.tolist()
-        replicates["vendi_ratio"] = (vs / vr).tolist()
-        progress.advance("bootstrap-vendi", params.spectral_bootstrap)
+        budget = params.budget_bytes
+        for idx_s, idx_r in resample_index_chunks([m, sub_n], params.spectral_bootstrap, gen, budget):
+            w_s, w_r = indices_to_weights(idx_s, m), indices_to_weights(idx_r, sub_n)
+            vs = vendi_scores(synthetic, w_s, budget_bytes=budget).cpu()
+            vr = vendi_scores(real_sub, w_r, budget_bytes=budget).cpu()
+            replicates["vendi"].extend(vs.tolist())
+            replicates["vendi_ratio"].extend((vs / vr).tolist())
+            progress.advance("bootstrap-vendi", int(w_s.shape[0]))
         progress.finish("bootstrap-vendi")
     for name in wanted:
         out[name] = _plug_in_value(point[name], baseline.get(name), replicates[name], params.confidence)
@@ -379,7 +404,7 @@ def _kid_metric(
     if "kid" not in params.metrics:
         return
     progress.start("kid", 2 if holdout is not None else 1)
-    budget = params.memory_budget_mb << 20
+    budget = params.budget_bytes
     est = kernel_inception_distance(
         real,
         synthetic,
@@ -455,16 +480,12 @@ def _mode_metrics(
         baseline = {name: float(fns[name](hold_hist)) for name in wanted}
     replicates: dict[str, list[float]] = {name: [] for name in wanted}
     if params.bootstrap > 0:
-        real_idx = resample_indices(real_labels.shape[0], params.bootstrap, gen)
-        synth_idx = resample_indices(synth_labels.shape[0], params.bootstrap, gen)
-        # All replicates' histograms at once (one bincount per side), in chunks of replicates whose
-        # gathered labels stay within the memory budget.
-        per_replicate = (real_labels.shape[0] + synth_labels.shape[0]) * real_labels.element_size() * 2
-        chunk = max(1, (params.memory_budget_mb << 20) // per_replicate)
-        for start in range(0, params.bootstrap, chunk):
+        # Each chunk's histograms at once (one bincount per side); chunks of replicates within the budget.
+        sizes = [real_labels.shape[0], synth_labels.shape[0]]
+        for real_idx, synth_idx in resample_index_chunks(sizes, params.bootstrap, gen, params.budget_bytes):
             reps = ModeHistogram(
-                real_counts=mode_counts(real_labels[real_idx[start : start + chunk]], k),
-                synthetic_counts=mode_counts(synth_labels[synth_idx[start : start + chunk]], k),
+                real_counts=mode_counts(real_labels[real_idx], k),
+                synthetic_counts=mode_counts(synth_labels[synth_idx], k),
             )
             for name in wanted:
                 replicates[name].extend(fns[name](reps).tolist())

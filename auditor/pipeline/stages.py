@@ -28,6 +28,7 @@ from auditor.errors import UnknownNameError
 from auditor.extractors import get_extractor
 from auditor.extractors.base import FeatureExtractor, LoadedDataset
 from auditor.pipeline.evaluate import evaluate
+from auditor.pipeline.limits import apply_operator_limits
 from auditor.pipeline.progress import NullProgress, ProgressReporter
 from auditor.pipeline.result import SCHEMA_VERSION, AuditResult, protocol_fingerprint
 from auditor.pipeline.spec import AuditSpec, DatasetRef
@@ -72,8 +73,14 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def prepare(spec: AuditSpec, *, resolve_devices: bool = True) -> Prepared:
-    """Everything checkable without reading data: bad input fails here, before an audit is queued."""
+def prepare(spec: AuditSpec, *, resolve_devices: bool = True, settings: Settings | None = None) -> Prepared:
+    """Everything checkable without reading data: bad input fails here, before an audit is queued.
+
+    The prepared spec carries the operator's limits applied (auditor.pipeline.limits): the memory
+    budget resolved on the machine that runs it.
+    """
+    params = apply_operator_limits(spec.params, settings or get_settings())
+    spec = spec.model_copy(update={"params": params})
     policy = Policy.from_dict(spec.policy) if spec.policy is not None else None
     if policy is not None:
         policy.check_applicable(

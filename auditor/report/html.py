@@ -16,8 +16,7 @@ from html import escape
 from typing import Any
 
 from auditor import __version__
-from auditor.metrics import METRICS
-from auditor.metrics import MIN_MODE_SHARE
+from auditor.metrics import METRICS, MIN_MODE_SHARE
 from auditor.pipeline.report_data import ReportData
 from auditor.report import plots
 

@@ -316,7 +316,7 @@ def _run_stage(
         session.expunge(audit)
     try:
         spec = AuditSpec.model_validate(audit.spec)
-        prepared = prepare(spec, resolve_devices=True)
+        prepared = prepare(spec, resolve_devices=True, settings=context.settings)
         with heartbeat(context, audit_id):
             body(audit, prepared)
     except AuditCancelled:

@@ -81,7 +81,8 @@ def submit_audit(
         if existing is not None:
             return existing, None
     spec = build_spec(context, body)
-    prepared = prepare(spec, resolve_devices=False)  # extractor, metrics, policy applicability
+    # extractor, metrics, policy applicability, the operator's limits
+    prepared = prepare(spec, resolve_devices=False, settings=context.settings)
     check_references(context, spec, prepared.extractor)
     audit_id = uuid.uuid4().hex
     # Projects are never deleted by the service, so their ids are cached per process: one round trip
