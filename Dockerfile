@@ -12,8 +12,12 @@
 #   docker build -t synthetic-data-auditor:cuda \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
 #     --build-arg EXTRAS=service,postgres,gpu .
-# BASE_IMAGE may name any image with Python 3.11 at /usr/local/bin/python3.11 (e.g. a hardened or
-# internal-mirror python:3.11 image); both stages use it so the virtual environment's interpreter exists.
+# BASE_IMAGE may name any image with Python 3.11 (e.g. a hardened or internal-mirror python:3.11 image), or a
+# plain Debian bookworm image without Python: then both stages install Debian's python3.11 (the builder also
+# python3.11-venv) with apt-get. Both stages use the same base so the virtual environment's interpreter
+# (/usr/local/bin/python3.11 in python:3.11, /usr/bin/python3.11 in Debian) exists at run time.
+#   docker build --build-arg BASE_IMAGE=debian:bookworm-slim -t synthetic-data-auditor:latest .
+# (deploy/smoke.sh builds from a local debootstrap image this way.)
 #
 # Optional extras (comma-separated in EXTRAS): text, remote, s3, gcs, gpu. Other distributions: EXTRA_PACKAGES
 # (space-separated requirement specifiers; docker-compose.yml builds its Flower image with "flower>=2").
@@ -32,6 +36,14 @@ ARG EXTRA_PACKAGES=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+
+# Python from the distribution when the base has none (Debian bookworm's python3.11); a no-op on python:3.11.
+RUN if ! command -v python3.11 >/dev/null 2>&1; then \
+        apt-get update \
+     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            python3.11 python3.11-venv ca-certificates \
+     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+    fi
 
 RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -55,6 +67,14 @@ RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" -c /opt/to
  && python -c "import torch, auditor; print('torch', torch.__version__)" \
  && rm -rf /src /root/.cache
 
+# Not needed at run time (~0.3 GB of the image): torch's C++ test binaries and protoc (torch/bin keeps
+# torch_shm_manager, which DataLoader workers use), and the packages' own test suites.
+RUN site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+ && rm -rf "$site/torch/test" \
+ && find "$site/torch/bin" -mindepth 1 -maxdepth 1 ! -name torch_shm_manager -exec rm -rf {} + \
+ && find "$site" -depth -type d -name tests -path "$site/*/tests" -exec rm -rf {} + \
+ && python -c "import torch, numpy, scipy.stats, sklearn.neighbors, pandas, pyarrow, auditor.cli.main, workers.celery_app"
+
 # ---------------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 
@@ -71,7 +91,13 @@ LABEL org.opencontainers.image.title="synthetic-data-auditor" \
 # /data) match AUDITOR_ARTIFACT_ROOT, AUDITOR_WEIGHTS_DIR and AUDITOR_DATA_ROOTS as docker-compose.yml and
 # deploy/k8s set them; the image itself sets no service configuration. Caches go to /tmp (writable even
 # with a read-only root filesystem, as an emptyDir in Kubernetes).
-RUN groupadd --system --gid "${GID}" auditor \
+# Python from the distribution when the base has none (see the builder stage); no venv module needed here.
+RUN if ! command -v python3.11 >/dev/null 2>&1; then \
+        apt-get update \
+     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 ca-certificates \
+     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+    fi \
+ && groupadd --system --gid "${GID}" auditor \
  && useradd --system --uid "${UID}" --gid auditor --home-dir /home/auditor --create-home \
         --shell /usr/sbin/nologin auditor \
  && mkdir -p /var/lib/auditor /srv/auditor/artifacts /srv/auditor/weights /data \

@@ -35,6 +35,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "deploy" / "compose" / "docker-compose.cpu.yml"
 COMPOSE_ENV_EXAMPLE = ROOT / "deploy" / "compose" / "env.example"
+COMPOSE_SMOKE = ROOT / "deploy" / "smoke" / "docker-compose.smoke.yml"
+SMOKE_SCRIPT = ROOT / "deploy" / "smoke.sh"
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DEPLOY_README = DEPLOY / "README.md"
@@ -71,6 +73,11 @@ def compose() -> dict[str, Any]:
 @functools.cache
 def compose_cpu_override() -> dict[str, Any]:
     return load_docs(COMPOSE_CPU)[0]
+
+
+@functools.cache
+def compose_smoke_override() -> dict[str, Any]:
+    return load_docs(COMPOSE_SMOKE)[0]
 
 
 def interpolate(value: str) -> str:
@@ -271,6 +278,7 @@ def all_commands() -> list[tuple[str, list[str]]]:
     for config_name, config in (
         ("docker-compose.yml", compose()),
         ("docker-compose.cpu.yml", compose_cpu_override()),
+        ("docker-compose.smoke.yml", compose_smoke_override()),
     ):
         for name, service in config["services"].items():
             if service.get("command") is not None:
@@ -970,3 +978,62 @@ def test_tools_are_in_the_service_namespace() -> None:
     for path in (K8S / "tools").glob("*.yaml"):
         for doc in load_docs(path):
             assert doc["metadata"]["namespace"] == namespace, path
+
+
+# --------------------------------------------------------------------------------------------------------
+# The end-to-end smoke test (deploy/smoke.sh: too slow for the suite, it builds images and runs the stack;
+# its README section records a real run). Here: the script parses, and its override is the stack it claims.
+
+
+def smoke_stack() -> dict[str, Any]:
+    merged = merge_compose(merge_compose(compose(), compose_cpu_override()), compose_smoke_override())
+    return active_services(merged)
+
+
+def test_smoke_script_parses() -> None:
+    import shutil
+    import subprocess
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    result = subprocess.run([bash, "-n", str(SMOKE_SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    text = SMOKE_SCRIPT.read_text()
+    for file in (
+        "docker-compose.yml",
+        "deploy/compose/docker-compose.cpu.yml",
+        "deploy/smoke/docker-compose.smoke.yml",
+    ):
+        assert f"-f {file}" in text, f"smoke.sh does not use {file}"
+    assert "down -v" in text and "SMOKE: PASS" in text and "SMOKE: FAIL" in text
+
+
+def test_smoke_stack_uses_host_networking_on_loopback_and_unusual_ports() -> None:
+    services = smoke_stack()
+    assert {"postgres", "redis", "migrate", "api", "worker-cpu"} <= set(services)
+    for name, service in services.items():
+        assert service.get("network_mode") == "host", f"{name}: the smoke stack runs on the host network"
+        assert service.get("pull_policy") == "never", f"{name}: no image registry is reachable"
+    api_argv = argv(services["api"]["command"])
+    assert api_argv[api_argv.index("--host") + 1] == "127.0.0.1"
+    port = api_argv[api_argv.index("--port") + 1]
+    assert port not in {"8000", "5432", "6379"}
+    assert port in " ".join(argv(services["api"]["healthcheck"]["test"])), (
+        "the healthcheck probes another port"
+    )
+    for name in ("migrate", "api", "worker-cpu"):
+        env = compose_env(services[name])
+        for key in ("AUDITOR_DATABASE_URL", "AUDITOR_BROKER_URL"):
+            assert "127.0.0.1:" in env[key], f"{name}: {key} must be a loopback address: {env[key]}"
+            assert ":5432/" not in env[key] and ":6379/" not in env[key], f"{name}: {key} clashes"
+    redis = argv(services["redis"]["command"])
+    assert redis[redis.index("--port") + 1] in env["AUDITOR_BROKER_URL"]
+    assert compose_env(services["postgres"])["PGPORT"] in compose_env(services["api"])["AUDITOR_DATABASE_URL"]
+
+
+def test_smoke_settings_validate_with_a_short_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = smoke_stack()["worker-cpu"]
+    settings = _settings_from(monkeypatch, compose_env(worker))
+    assert settings.heartbeat_timeout_s <= 60 and settings.sweep_interval_s < settings.heartbeat_timeout_s
+    assert queues_of(argv(worker["command"])) == QUEUES, "the single smoke worker must consume both queues"
