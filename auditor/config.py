@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,33 @@ class Settings(BaseSettings):
         default="", description="Comma-separated remote URI schemes, e.g. s3,gs,https."
     )
 
+    # Dataset fetching and reading limits (auditor.datasets.netguard / options / sources): operator
+    # ceilings that dataset options may lower but never raise. Defaults match auditor.datasets.sources.
+    remote_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names and CIDR networks http(s) datasets may be fetched from "
+        "although internal (loopback, private, link-local...), e.g. minio.internal,10.0.0.0/8; "
+        "unset = public addresses only.",
+    )
+    max_download_bytes: int = Field(
+        default=10 << 30, ge=1, description="Largest remote file downloaded (10 GiB)."
+    )
+    max_archive_bytes: int = Field(
+        default=16 << 30, ge=1, description="Largest decompressed size of one archive or shard (16 GiB)."
+    )
+    max_member_bytes: int = Field(
+        default=64 << 20,
+        ge=1,
+        description="Largest image / archive member read (64 MiB); the default and maximum of the "
+        "max_member_bytes dataset option.",
+    )
+    max_samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most samples audited per side; the default and maximum of the max_samples "
+        "dataset option (unset = no maximum).",
+    )
+
     # The HTTP API.
     cors_origins: str = Field(default="", description="Comma-separated allowed CORS origins.")
     max_request_bytes: int = Field(default=1_048_576, description="Largest accepted request body.")
@@ -107,6 +134,17 @@ class Settings(BaseSettings):
 
     def remote_scheme_set(self) -> frozenset[str]:
         return frozenset(_split(self.remote_schemes.lower(), ","))
+
+    def remote_allow_host_list(self) -> list[str]:
+        return _split(self.remote_allow_hosts, ",")
+
+    @field_validator("remote_allow_hosts")
+    @classmethod
+    def _check_allow_hosts(cls, value: str) -> str:
+        from auditor.datasets.netguard import HostPolicy  # stdlib only: cheap, and no import cycle
+
+        HostPolicy.parse(_split(value, ","))  # a bad entry fails at start-up, naming it
+        return value
 
     def cors_origin_list(self) -> list[str]:
         return _split(self.cors_origins, ",")

@@ -7,7 +7,10 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     ├── BadInputError                 (422, exit 2) the caller's input cannot be audited
     │   ├── DatasetNotFoundError      (404, exit 2) a dataset reference points at nothing
     │   ├── DatasetFormatError        (422, exit 2) unreadable / unsupported / malformed data
-    │   ├── LimitExceededError        (422, exit 2) a parameter above the operator's maximum
+    │   │   └── ArchiveTooLargeError  (422, exit 2) an archive decompressing past AUDITOR_MAX_ARCHIVE_BYTES
+    │   ├── HostNotAllowedError       (403, exit 2) a remote URL whose host is internal (SSRF guard)
+    │   ├── DownloadTooLargeError     (413, exit 2) a remote file above AUDITOR_MAX_DOWNLOAD_BYTES
+    │   ├── LimitExceededError        (422, exit 2) a dataset option above the operator's maximum
     │   ├── DimensionMismatchError    (422, exit 2) the two sides do not share a feature space
     │   ├── TooFewSamplesError        (422, exit 2) not enough samples for the requested metric
     │   ├── SchemaMismatchError       (422, exit 2) tables with different columns
@@ -18,10 +21,12 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     ├── AuthError                     (401, exit 2) missing or unknown API key
     │   └── ForbiddenError            (403, exit 2) the key may not touch this project / action
     └── ServiceUnavailableError       (503, exit 3) a dependency (database, broker, store) is down
+        └── StorageFullError          (503, exit 3) a store (artifacts, database) has no space left
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from pydantic import ValidationError
@@ -55,6 +60,20 @@ class DatasetNotFoundError(BadInputError):
 
 class DatasetFormatError(BadInputError):
     code = "dataset_format"
+
+
+class ArchiveTooLargeError(DatasetFormatError):
+    code = "archive_too_large"
+
+
+class HostNotAllowedError(BadInputError):
+    code = "host_not_allowed"
+    http_status = 403
+
+
+class DownloadTooLargeError(BadInputError):
+    code = "download_too_large"
+    http_status = 413
 
 
 class LimitExceededError(BadInputError):
@@ -107,6 +126,57 @@ class ForbiddenError(AuthError):
 class ServiceUnavailableError(AuditorError):
     code = "service_unavailable"
     http_status = 503
+
+
+class StorageFullError(ServiceUnavailableError):
+    """A store ran out of space (ENOSPC, a quota, a file size limit, SQLite's "disk is full").
+
+    An operator problem, not the caller's: 503 and exit 3, like any unavailable dependency. Unlike a
+    dropped connection it is not retried (space rarely comes back within a retry's backoff): the audit
+    fails at once with ``storage_full`` and a message naming the store, so the operator knows what to
+    free. The artifact store never leaves a partial entry behind (see :mod:`auditor.artifacts`).
+    """
+
+    code = "storage_full"
+
+    #: errno values that mean "no space": ENOSPC, EDQUOT (quota), EFBIG (file size limit, RLIMIT_FSIZE).
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> StorageFullError | None:
+        """The storage-full error behind ``exc`` (itself, its causes and contexts, a DB-API error's
+        ``orig``), or None when it is not one: OSError with a no-space errno, SQLite's SQLITE_FULL,
+        PostgreSQL's disk_full (SQLSTATE 53100)."""
+        seen: set[int] = set()
+        pending: list[BaseException | None] = [exc]
+        while pending:
+            error = pending.pop()
+            if error is None or id(error) in seen:
+                continue
+            seen.add(id(error))
+            if isinstance(error, cls):
+                return error
+            if isinstance(error, OSError) and error.errno in cls.ERRNOS:
+                where = f" writing {error.filename}" if error.filename else ""
+                return cls(
+                    f"storage full{where}: {error.strerror or error}; free space on that volume",
+                    details={"store": "file", "path": str(error.filename or ""), "errno": error.errno},
+                )
+            # sqlite3's errors carry sqlite_errorcode from Python 3.11 on; before, only the text says it.
+            sqlite = type(error).__module__ == "sqlite3"
+            if sqlite and (getattr(error, "sqlite_errorcode", None) == 13 or "disk is full" in str(error)):
+                return cls(
+                    f"the SQLite database is full ({error}); free space where it lives (AUDITOR_HOME or "
+                    "AUDITOR_DATABASE_URL)",
+                    details={"store": "database"},
+                )
+            if getattr(error, "sqlstate", None) == "53100":
+                return cls(
+                    f"the PostgreSQL database is full ({error}); free space on its server",
+                    details={"store": "database"},
+                )
+            pending.extend((getattr(error, "orig", None), error.__cause__, error.__context__))
+        return None
 
 
 def describe_validation_error(exc: ValidationError, *, root: str = "value") -> str:

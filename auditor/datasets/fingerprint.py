@@ -16,6 +16,9 @@ Two definitions, both written ``sha256:<64 hex digits>``:
   above it, the ``SAMPLED_MEMBERS`` (64) keys of lowest ``sha256("fingerprint\\0" + key)``, a fixed
   choice that every machine repeats. Modification times, owners and absolute locations never enter,
   so copies in two directories, or the same files in a folder and in an archive, fingerprint alike.
+  A member larger than the dataset's ``max_member_bytes`` enters as ``too-large`` in place of its
+  SHA-256: it is skipped whenever it is read, so its bytes cannot change a result, and hashing stays
+  within the same cap as reading (a bomb costs nothing to fingerprint).
 
   **Weakness**: above 64 MiB, an edit that keeps the size of a member outside the hashed sample goes
   unseen. Large collections trade that for a fingerprint that costs a listing plus 64 reads instead of

@@ -14,16 +14,27 @@ whose members include ``.cls`` labels; ``format="tar"`` reads such a tar as plai
 Typical use (the pipeline passes its settings)::
 
     resolved = resolve_dataset(ref.uri, format=ref.format, options=ref.options,
-                               allowed_schemes=settings_schemes, data_roots=settings_roots)
+                               allowed_schemes=settings_schemes, data_roots=settings_roots,
+                               limits=DatasetLimits.from_settings(settings))
     require_modality(resolved, {"image"}, "inception")
     samples = resolved.image_samples()          # Sequence[ImageSample], picklable
+
+Downloads (remote single files, archives, shards) go to a private directory per resolution under
+``download_dir``, owned by the :class:`ResolvedDataset`: deleted by :meth:`ResolvedDataset.close`, at
+the end of a :func:`dataset_scope` block (each pipeline stage runs in one), when resolution fails, or
+at the latest when the dataset is garbage-collected.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import os
+import shutil
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+import weakref
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +53,14 @@ from auditor.datasets.images import (
     images_from_members,
     webdataset_samples,
 )
-from auditor.datasets.options import DatasetOptions
+from auditor.datasets.netguard import check_url_host, find_host_refusal
+from auditor.datasets.options import DatasetLimits, DatasetOptions
 from auditor.datasets.sampling import choose_indices
 from auditor.datasets.skips import LoaderSkipReport, SkipReport
 from auditor.datasets.sources import (
     LocalFolderStore,
     Member,
+    MemberTooLargeError,
     RemoteFolderStore,
     SampleStore,
     ZipStore,
@@ -59,6 +72,7 @@ from auditor.datasets.sources import (
 )
 from auditor.datasets.text import TextSamples, read_jsonl, read_txt
 from auditor.datasets.uri import (
+    HTTP_SCHEMES,
     ParsedUri,
     UnsupportedSchemeError,
     check_scheme,
@@ -68,7 +82,7 @@ from auditor.datasets.uri import (
     parse_uri,
     remote_filesystem,
 )
-from auditor.errors import DatasetFormatError, DatasetNotFoundError, TooFewSamplesError
+from auditor.errors import DatasetFormatError, DatasetNotFoundError, HostNotAllowedError, TooFewSamplesError
 
 EMBEDDING_FORMATS = {".npy": "npy", ".npz": "npz", ".pt": "pt", ".pth": "pt"}
 TABLE_FORMATS = {".csv": "csv"}
@@ -109,10 +123,64 @@ _FORMAT_ALIASES = {
     "wds": "webdataset",
 }
 DEFAULT_DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "auditor-downloads"
+# What a member over max_member_bytes contributes to a collection fingerprint instead of its SHA-256:
+# it is skipped whenever it is read, so its bytes never matter (and are never hashed).
+TOO_LARGE_DIGEST = "too-large"
 
 
 class WrongModalityError(DatasetFormatError):
     code = "wrong_modality"
+
+
+def _remove_tree(path: Path, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # never from a forked DataLoader worker's copy
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _DownloadArea:
+    """A private directory under ``parent`` for one resolution's downloads, made on first use.
+
+    Removed by :meth:`remove`, or when the object is garbage-collected, only ever by the process that
+    made it. A pickled copy does not own the directory.
+    """
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self._path: Path | None = None
+        self._finalizer: weakref.finalize[[Path, int], _DownloadArea] | None = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self._path = Path(tempfile.mkdtemp(prefix="resolve-", dir=self.parent))
+            self._finalizer = weakref.finalize(self, _remove_tree, self._path, os.getpid())
+        return self._path
+
+    def remove(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_finalizer": None}
+
+
+_SCOPE: contextvars.ContextVar[list[ResolvedDataset] | None] = contextvars.ContextVar(
+    "auditor_dataset_scope", default=None
+)
+
+
+@contextmanager
+def dataset_scope() -> Iterator[None]:
+    """Close every dataset resolved inside the block when it ends, however it ends: archive handles
+    closed, downloaded files deleted. Each pipeline stage (and ``run_audit``) runs in one."""
+    opened: list[ResolvedDataset] = []
+    token = _SCOPE.set(opened)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        for dataset in opened:
+            dataset.close()
 
 
 # -- formats ------------------------------------------------------------------------------------------------
@@ -210,6 +278,7 @@ class ResolvedDataset:
     _texts: TextSamples | None = None
     _row_labels: list[str | None] | None = None
     _stores: list[SampleStore] = field(default_factory=list)
+    _downloads: _DownloadArea | None = None
 
     def image_samples(self) -> list[ImageSample]:
         """The selected image samples, sorted by key; index ``i`` is what a loader worker decodes."""
@@ -312,9 +381,12 @@ class ResolvedDataset:
         }
 
     def close(self) -> None:
-        """Close archive handles opened in this process."""
+        """Close archive handles opened in this process and delete this dataset's downloads (shards made
+        by :meth:`shard` share them)."""
         for store in self._stores:
             store.close()
+        if self._downloads is not None:
+            self._downloads.remove()
 
 
 def require_modality(resolved: ResolvedDataset, allowed: Collection[str], extractor_name: str) -> None:
@@ -337,14 +409,17 @@ class _Where:
 
     parsed: ParsedUri
     data_roots: Sequence[Path] | None
-    download_dir: Path
+    downloads: _DownloadArea
+    limits: DatasetLimits
     fs: Any = None  # fsspec filesystem for remote schemes
 
     def local_file(self, path_or_uri: str) -> Path:
-        """A local path to one file: confined if local, downloaded if remote."""
+        """A local path to one file: confined if local, downloaded (within the limits) if remote."""
         if self.fs is None:
             return resolve_local_path(path_or_uri, self.data_roots)
-        return download_remote_file(self.fs, path_or_uri, path_or_uri, self.download_dir)
+        return download_remote_file(
+            self.fs, path_or_uri, path_or_uri, self.downloads.path(), self.limits.max_download_bytes
+        )
 
 
 def resolve_dataset(
@@ -355,6 +430,7 @@ def resolve_dataset(
     allowed_schemes: Collection[str] = (),
     data_roots: Sequence[Path] | None = None,
     download_dir: Path | None = None,
+    limits: DatasetLimits | None = None,
 ) -> ResolvedDataset:
     """Check, list and fingerprint the dataset at ``uri``.
 
@@ -366,15 +442,57 @@ def resolve_dataset(
         allowed_schemes: remote schemes this caller enables (``s3``, ``gs``, ``http``, ``https``,
             ``memory``); local paths are always allowed.
         data_roots: directories local paths must stay in; None means unrestricted (the local CLI).
-        download_dir: where remote single files and archives are fetched to (default: a temp folder).
+        download_dir: where remote single files and archives are fetched to (default: a temp folder);
+            each resolution downloads into a private directory under it (see the module docstring).
+        limits: the operator's limits (default: the settings' defaults, which fetch ``http(s)`` only
+            from public addresses); the pipeline passes ``DatasetLimits.from_settings(settings)``.
     """
-    opts = DatasetOptions.parse(options)
+    limits = limits or DatasetLimits()
     parsed = parse_uri(uri)
+    opts = check_reference(parsed, options, allowed_schemes, limits)
+    fs = None if parsed.is_local else remote_filesystem(parsed.scheme, limits.remote_hosts)
+    downloads = _DownloadArea(download_dir or DEFAULT_DOWNLOAD_DIR)
+    where = _Where(parsed, data_roots, downloads, limits, fs)
+    try:
+        resolved = _resolve(where, format, opts)
+    except Exception as exc:
+        downloads.remove()
+        refusal = find_host_refusal(exc) if fs is not None else None
+        if refusal is not None and (refusal is not exc or uri not in refusal.message):
+            # fsspec reports a refused connection as "not found" (or worse), and the client knows only
+            # the host it refused (maybe a redirect's): say what happened, to which reference.
+            message = (
+                refusal.message if uri in refusal.message else f"{uri}: while fetching, {refusal.message}"
+            )
+            raise HostNotAllowedError(message, details={**refusal.details, "uri": uri}) from exc
+        raise
+    resolved._downloads = downloads
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.append(resolved)
+    return resolved
+
+
+def check_reference(
+    parsed: ParsedUri,
+    options: Mapping[str, Any] | None,
+    allowed_schemes: Collection[str],
+    limits: DatasetLimits,
+) -> DatasetOptions:
+    """The cheap checks a reference passes before anything is read (the API runs them at submit): its
+    options are valid and within the operator's limits, its scheme is enabled, and an ``http(s)`` URL's
+    host is allowed (:func:`~auditor.datasets.netguard.check_url_host`). Returns the options, limits
+    applied."""
+    opts = limits.apply(DatasetOptions.parse(options))
     check_scheme(parsed, allowed_schemes)
-    fs = None if parsed.is_local else remote_filesystem(parsed.scheme)
-    where = _Where(parsed, data_roots, download_dir or DEFAULT_DOWNLOAD_DIR, fs)
+    if parsed.scheme in HTTP_SCHEMES:
+        check_url_host(parsed.path, limits.remote_hosts)
+    return opts
+
+
+def _resolve(where: _Where, format: str | None, opts: DatasetOptions) -> ResolvedDataset:
     explicit = normalise_format(format) if format else None
-    if explicit == "webdataset" or (explicit is None and has_braces(parsed.path)):
+    if explicit == "webdataset" or (explicit is None and has_braces(where.parsed.path)):
         return _resolve_webdataset(where, opts)
     fmt = explicit or _detect(where)
     if fmt in SINGLE_FILE_FORMATS:
@@ -533,11 +651,11 @@ def _resolve_folder(where: _Where, opts: DatasetOptions) -> ResolvedDataset:
 def _resolve_archive(where: _Where, fmt: str, explicit: str | None, opts: DatasetOptions) -> ResolvedDataset:
     path = where.local_file(where.parsed.path)
     if fmt == "zip":
-        members, hidden = list_zip(path)
+        members, hidden = list_zip(path, where.limits.max_archive_bytes)
         store: SampleStore = ZipStore(path, opts.max_member_bytes)
         samples, used, other = images_from_members(members, store, opts.labels)
         return _image_dataset(where, "zip", opts, samples, used, hidden + other, [store])
-    tar_store, members, hidden = list_tar(path, opts.max_member_bytes)
+    tar_store, members, hidden = list_tar(path, opts.max_member_bytes, where.limits.max_archive_bytes)
     if explicit is None and has_webdataset_labels(members):
         samples, used, other = webdataset_samples([(tar_store, members)])
         return _image_dataset(where, "webdataset", opts, samples, used, hidden + other, [tar_store])
@@ -550,7 +668,9 @@ def _resolve_webdataset(where: _Where, opts: DatasetOptions) -> ResolvedDataset:
     shards: list[tuple[SampleStore, Sequence[Member]]] = []
     hidden = 0
     for shard_name in shard_names:
-        store, members, ignored = list_tar(where.local_file(shard_name), opts.max_member_bytes)
+        store, members, ignored = list_tar(
+            where.local_file(shard_name), opts.max_member_bytes, where.limits.max_archive_bytes
+        )
         shards.append((store, members))
         hidden += ignored
     samples, used, other = webdataset_samples(shards)
@@ -573,10 +693,15 @@ def _image_dataset(
             details={"uri": where.parsed.uri, "ignored_files": ignored},
         )
     readers = {member.key: (store, member.locator) for store, member in used}
-    content = collection_fingerprint(
-        [(member.key, member.size) for _, member in used],
-        lambda key: readers[key][0].sha256(readers[key][1]),
-    )
+
+    def content_sha256(key: str) -> str:
+        store, locator = readers[key]
+        try:
+            return store.sha256(locator)
+        except MemberTooLargeError:
+            return TOO_LARGE_DIGEST  # skipped when read: its bytes never matter, so they are not hashed
+
+    content = collection_fingerprint([(member.key, member.size) for _, member in used], content_sha256)
     chosen = [samples[i] for i in choose_indices([s.key for s in samples], opts.max_samples, opts.seed)]
     return ResolvedDataset(
         uri=where.parsed.uri,

@@ -12,7 +12,15 @@ Safety, since references may come from API callers:
 * archives: member names that are absolute or contain ``..`` refuse the archive (keys are never used
   as extraction paths, but they become sample ids and labels); link members are ignored;
 * every read is capped at ``max_member_bytes`` (a zip bomb stops there), raising
-  :class:`MemberTooLargeError`, which the image decoder counts as a skipped sample.
+  :class:`MemberTooLargeError`, which the image decoder counts as a skipped sample; hashing a member
+  for the fingerprint (:meth:`SampleStore.sha256`) is capped the same way, so an oversized member costs
+  nothing to fingerprint either;
+* an archive (zip, tar, tar.gz/bz2/xz, each WebDataset shard) whose members add up to more than
+  ``max_archive_bytes`` once decompressed is refused while it is listed (:class:`ArchiveTooLargeError`),
+  before a compressed tar is decompressed past the member that crosses the cap;
+* a remote file is downloaded only up to ``max_download_bytes`` (:class:`DownloadTooLargeError`): a
+  ``Content-Length`` above it is refused before the body is read, and the bytes actually streamed are
+  counted too; partial and failed downloads are deleted.
 """
 
 from __future__ import annotations
@@ -24,20 +32,28 @@ import hashlib
 import itertools
 import lzma
 import os
-import shutil
 import tarfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
-from auditor.datasets.fingerprint import stream_sha256
 from auditor.datasets.uri import PathNotAllowedError, is_within, safe_member_key
-from auditor.errors import DatasetFormatError, DatasetNotFoundError
+from auditor.errors import (
+    ArchiveTooLargeError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    DownloadTooLargeError,
+)
 
 DEFAULT_MAX_MEMBER_BYTES = 64 << 20
+# Operator defaults (settings AUDITOR_MAX_ARCHIVE_BYTES / AUDITOR_MAX_DOWNLOAD_BYTES); see auditor.config.
+DEFAULT_MAX_ARCHIVE_BYTES = 16 << 30
+DEFAULT_MAX_DOWNLOAD_BYTES = 10 << 30
+_CHUNK = 1 << 20
 # Finder/AppleDouble debris that zip tools on macOS add beside every file.
 _IGNORED_DIRECTORIES = frozenset({"__MACOSX"})
 
@@ -87,6 +103,27 @@ def _read_capped(handle: IO[bytes], store: str, locator: str, cap: int) -> bytes
     if len(data) > cap:
         raise _too_large(store, locator, len(data), cap)
     return data
+
+
+def _sha256_capped(handle: IO[bytes], store: str, locator: str, cap: int) -> str:
+    """Hex SHA-256 of what is left in ``handle``, streamed; :class:`MemberTooLargeError` past ``cap``."""
+    digest = hashlib.sha256()
+    seen = 0
+    while block := handle.read(_CHUNK):
+        seen += len(block)
+        if seen > cap:
+            raise _too_large(store, locator, seen, cap)
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _archive_too_large(container: str, total: int, cap: int) -> ArchiveTooLargeError:
+    return ArchiveTooLargeError(
+        f"{container}: its members add up to {total} bytes or more once decompressed, above "
+        f"max_archive_bytes={cap} (AUDITOR_MAX_ARCHIVE_BYTES); split the archive or ask the operator to "
+        "raise the limit",
+        details={"container": container, "max_archive_bytes": cap, "at_least_bytes": total},
+    )
 
 
 class _PerProcessHandle:
@@ -146,7 +183,7 @@ class LocalFolderStore:
 
     def sha256(self, locator: str) -> str:
         with (self.root / locator).open("rb") as handle:
-            return stream_sha256(handle)
+            return _sha256_capped(handle, self.name, locator, self.max_member_bytes)
 
     def close(self) -> None:
         """Nothing stays open between reads."""
@@ -211,7 +248,8 @@ class RemoteFolderStore:
             return _read_capped(handle, self.name, locator, self.max_member_bytes)
 
     def sha256(self, locator: str) -> str:
-        return hashlib.sha256(self.fs.cat_file(locator)).hexdigest()
+        with self.fs.open(locator, "rb") as handle:
+            return _sha256_capped(handle, self.name, locator, self.max_member_bytes)
 
     def close(self) -> None:
         """Nothing stays open between reads."""
@@ -235,21 +273,107 @@ def list_remote_folder(fs: Any, root: str) -> tuple[list[Member], int]:
     return members, ignored
 
 
-def download_remote_file(fs: Any, remote_path: str, uri: str, download_dir: Path) -> Path:
+def download_remote_file(
+    fs: Any, remote_path: str, uri: str, download_dir: Path, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+) -> Path:
     """Copy one remote file under ``download_dir`` (a directory per URI) and return the local path.
 
     Archives need seeking and the readers need a local path, so single remote files are fetched whole;
     the copy is written beside its final name and renamed, so a crashed download never looks complete.
+    At most ``max_bytes`` are accepted (:class:`DownloadTooLargeError`): a declared size above it is
+    refused before the body is read, and the bytes written are counted as they stream (a server may
+    send no size, or lie). A partial or failed download is deleted.
     """
-    if not fs.exists(remote_path):
-        raise DatasetNotFoundError(f"dataset not found: {uri}", details={"uri": uri})
     target_dir = download_dir / hashlib.sha256(uri.encode()).hexdigest()[:24]
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / (Path(remote_path.rstrip("/")).name or "download")
     partial = target.with_name(target.name + ".partial")
-    fs.get_file(remote_path, str(partial))
-    shutil.move(partial, target)
+    try:
+        with partial.open("wb") as handle:
+            sink = _CappedSink(handle, uri, max_bytes)
+            if "http" in _protocols(fs):
+                _download_http(fs, remote_path, uri, sink)
+            else:
+                _download_stream(fs, remote_path, uri, sink)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target
+
+
+class _CappedSink:
+    """Where a download goes: counts the bytes it is given and refuses past ``cap`` before writing them.
+
+    It doubles as fsspec's transfer callback: a declared size (``set_size``) above ``cap`` is refused
+    before the body is read. File-like enough (read/tell/close) for ``get_file`` to write into it."""
+
+    def __init__(self, handle: IO[bytes], uri: str, cap: int) -> None:
+        self.handle = handle
+        self.uri = uri
+        self.cap = cap
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        if self.written + len(data) > self.cap:
+            raise _download_too_large(self.uri, self.written + len(data), self.cap)
+        self.written += len(data)
+        return self.handle.write(data)
+
+    def set_size(self, size: int | None) -> None:
+        if size is not None and int(size) > self.cap:
+            raise _download_too_large(self.uri, int(size), self.cap)
+
+    def relative_update(self, inc: int = 1) -> None:
+        """Progress is counted in :meth:`write`."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise OSError("a download sink is write-only")
+
+    def tell(self) -> int:
+        return self.written
+
+    def close(self) -> None:
+        """The caller closes the underlying file."""
+
+
+def _download_http(fs: Any, remote_path: str, uri: str, sink: _CappedSink) -> None:
+    """One GET: its Content-Length is checked before the body, the body counted as it streams."""
+    import aiohttp
+
+    try:
+        fs.get_file(remote_path, sink, callback=sink)
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(f"dataset not found: {uri}", details={"uri": uri}) from exc
+    except aiohttp.ClientError as exc:  # a refused connection, an error status other than 404
+        raise DatasetNotFoundError(f"cannot fetch {uri} ({exc})", details={"uri": uri}) from exc
+
+
+def _download_stream(fs: Any, remote_path: str, uri: str, sink: _CappedSink) -> None:
+    """Object stores and the rest: their listed size first, then the bytes, read in blocks."""
+    try:
+        info = fs.info(remote_path)
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(f"dataset not found: {uri}", details={"uri": uri}) from exc
+    if info.get("type") == "directory":
+        raise DatasetFormatError(f"{uri} is a folder; expected a file", details={"uri": uri})
+    sink.set_size(info.get("size"))
+    with fs.open(remote_path, "rb") as source:
+        while block := source.read(_CHUNK):
+            sink.write(block)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = getattr(fs, "protocol", ())
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _download_too_large(uri: str, size: int, cap: int) -> DownloadTooLargeError:
+    return DownloadTooLargeError(
+        f"{uri} is larger than max_download_bytes={cap} ({size} bytes or more; AUDITOR_MAX_DOWNLOAD_BYTES); "
+        "fetch a smaller file or ask the operator to raise the limit",
+        details={"uri": uri, "max_download_bytes": cap, "at_least_bytes": size},
+    )
 
 
 # -- zip archives -------------------------------------------------------------------------------------------
@@ -277,21 +401,40 @@ class ZipStore(_PerProcessHandle):
             if declared > self.max_member_bytes:
                 raise _too_large(self.name, locator, declared, self.max_member_bytes)
             # The declared size can lie; the capped read is what bounds a zip bomb.
-            with archive.open(locator) as handle:
-                return _read_capped(handle, self.name, locator, self.max_member_bytes)
+            try:
+                with archive.open(locator) as handle:
+                    return _read_capped(handle, self.name, locator, self.max_member_bytes)
+            except zipfile.BadZipFile as exc:  # counted as an unreadable sample
+                raise OSError(f"{self.name}: member {locator} is corrupt ({exc})") from exc
 
     def sha256(self, locator: str) -> str:
-        with self._lock, self._get().open(locator) as handle:
-            return stream_sha256(handle)
+        with self._lock:
+            archive: zipfile.ZipFile = self._get()
+            declared = archive.getinfo(locator).file_size
+            if declared > self.max_member_bytes:
+                raise _too_large(self.name, locator, declared, self.max_member_bytes)
+            try:
+                with archive.open(locator) as handle:
+                    return _sha256_capped(handle, self.name, locator, self.max_member_bytes)
+            except zipfile.BadZipFile as exc:  # a bad CRC, or a member larger than it declares
+                raise DatasetFormatError(
+                    f"{self.name}: member {locator} is corrupt ({exc})", details={"member": locator}
+                ) from exc
 
 
-def list_zip(path: Path) -> tuple[list[Member], int]:
-    """Regular members of a zip file sorted by key, and the number of directories/hidden entries ignored."""
+def list_zip(path: Path, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> tuple[list[Member], int]:
+    """Regular members of a zip file sorted by key, and the number of directories/hidden entries ignored.
+
+    Their declared sizes must add up to at most ``max_archive_bytes`` (reads never go past a member's
+    declared size: ``zipfile`` stops there)."""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetFormatError(f"{path.name}: not a readable zip archive ({exc})") from exc
+    total = sum(info.file_size for info in infos)
+    if total > max_archive_bytes:
+        raise _archive_too_large(path.name, total, max_archive_bytes)
     members: list[Member] = []
     ignored = 0
     for info in infos:
@@ -327,6 +470,46 @@ def _open_decompressed(path: Path) -> IO[bytes]:
     if magic.startswith(b"\xfd7zXZ\x00"):
         return lzma.open(path, "rb")
     return path.open("rb")
+
+
+class _ListingStream:
+    """The decompressed tar stream as ``tarfile`` lists it, with the archive caps on every access.
+
+    Listing seeks past member data (for a compressed tar, by inflating it): a seek beyond
+    ``max_position`` is refused before it happens. ``tarfile`` itself reads only headers, and the data
+    of long-name and pax headers, which are never larger than ``max_read`` in a genuine archive."""
+
+    def __init__(self, raw: IO[bytes], name: str, max_read: int, max_position: int) -> None:
+        self.raw = raw
+        self.name = name
+        self.max_read = max_read
+        self.max_position = max_position
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.max_read:
+            raise ArchiveTooLargeError(
+                f"{self.name}: a tar header entry of {size} bytes is larger than max_member_bytes="
+                f"{self.max_read}",
+                details={"container": self.name, "max_member_bytes": self.max_read},
+            )
+        end = self.raw.tell() + size
+        if end > self.max_position:
+            raise _archive_too_large(self.name, end, self.max_position)
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET and offset > self.max_position:
+            raise _archive_too_large(self.name, offset, self.max_position)
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def __enter__(self) -> _ListingStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
 
 
 class TarStore(_PerProcessHandle):
@@ -365,6 +548,8 @@ class TarStore(_PerProcessHandle):
 
     def sha256(self, locator: str) -> str:
         offset, size = self.offsets[locator]
+        if size > self.max_member_bytes:
+            raise _too_large(self.name, locator, size, self.max_member_bytes)
         digest = hashlib.sha256()
         with self._lock:
             stream: IO[bytes] = self._get()
@@ -377,22 +562,35 @@ class TarStore(_PerProcessHandle):
 
 
 def list_tar(
-    path: Path, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+    path: Path,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
 ) -> tuple[TarStore, list[Member], int]:
     """A store for the tar at ``path``, its regular members sorted by key, and the number ignored
-    (directories, links, hidden entries)."""
+    (directories, links, hidden entries).
+
+    The (decompressed) tar stream may run to ``max_archive_bytes``: each header is checked as it is
+    read, before the listing moves past its data, so a compressed bomb is refused at its header instead
+    of being inflated to find the next one."""
     members: list[Member] = []
     offsets: dict[str, tuple[int, int]] = {}
     ignored = 0
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with (
+            _ListingStream(
+                _open_decompressed(path), path.name, max_member_bytes, max_archive_bytes
+            ) as stream,
+            tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:") as archive,
+        ):
             for info in archive:
+                if info.offset_data + info.size > max_archive_bytes:
+                    raise _archive_too_large(path.name, info.offset_data + info.size, max_archive_bytes)
                 key = safe_member_key(info.name, path.name)
                 if not info.isreg() or is_ignored_name(key):
                     ignored += 1
                     continue
                 members.append(Member(key, info.name, info.size))
                 offsets[info.name] = (info.offset_data, info.size)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise DatasetFormatError(f"{path.name}: not a readable tar archive ({exc})") from exc
     return TarStore(path, offsets, max_member_bytes), _unique_sorted(members, path.name), ignored

@@ -5,7 +5,8 @@ A reference is a local path, a ``file://`` URI, or a remote URI (``s3://``, ``gs
 a remote scheme only when the caller enables it (``allowed_schemes``, from its settings), so a server
 never fetches URLs its operator did not ask for. Local paths can be confined to data roots
 (``data_roots``; None means unrestricted, as the local CLI runs): ``..`` components are refused and the
-real path (symlinks resolved) must lie under a root.
+real path (symlinks resolved) must lie under a root. An ``http(s)://`` URL is fetched only from public
+addresses unless the operator allows internal ones (:mod:`auditor.datasets.netguard`).
 
 Errors raised here (all :class:`~auditor.errors.BadInputError`)::
 
@@ -18,6 +19,7 @@ Errors raised here (all :class:`~auditor.errors.BadInputError`)::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -27,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from auditor.datasets.netguard import HostPolicy, guarded_client
 from auditor.errors import BadInputError, DatasetFormatError
 
 LOCAL_SCHEMES = frozenset({"", "file"})
@@ -44,6 +47,10 @@ REMOTE_EXTRA_INSTALL = 'pip install "synthetic-data-auditor[remote]"'
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:([\\/]|$)")
+# The most names one brace pattern may expand to (a WebDataset of 100k shards is already unusual):
+# ``{0..999999999}`` must not build a billion strings.
+MAX_BRACE_EXPANSION = 100_000
+HTTP_SCHEMES = frozenset({"http", "https"})
 
 
 class UnsupportedSchemeError(DatasetFormatError):
@@ -109,8 +116,12 @@ def check_scheme(parsed: ParsedUri, allowed_schemes: Collection[str]) -> None:
         )
 
 
-def remote_filesystem(scheme: str) -> Any:
-    """The fsspec filesystem for ``scheme``; a :class:`MissingExtraError` naming the extra when absent."""
+def remote_filesystem(scheme: str, hosts: HostPolicy | None = None) -> Any:
+    """The fsspec filesystem for ``scheme``; a :class:`MissingExtraError` naming the extra when absent.
+
+    For ``http(s)`` every connection is vetted against ``hosts`` (None: public addresses only); see
+    :mod:`auditor.datasets.netguard`.
+    """
     needed = ["fsspec"]
     extra_module = REMOTE_SCHEMES.get(scheme)
     if extra_module:
@@ -124,6 +135,11 @@ def remote_filesystem(scheme: str) -> Any:
     import fsspec
 
     try:
+        if scheme in HTTP_SCHEMES:
+            # A module-level function and a frozen policy: the filesystem still pickles by its arguments.
+            return fsspec.filesystem(
+                scheme, get_client=functools.partial(guarded_client, hosts or HostPolicy())
+            )
         return fsspec.filesystem(scheme)
     except ImportError as exc:  # a transitive dependency of the protocol package
         raise MissingExtraError(
@@ -142,19 +158,26 @@ def _real_roots(roots: Sequence[Path]) -> list[Path]:
     return [Path(os.path.realpath(Path(root).expanduser())) for root in roots]
 
 
-def confine_local_path(raw: str, data_roots: Sequence[Path] | None) -> Path:
+def confine_local_path(
+    raw: str,
+    data_roots: Sequence[Path] | None,
+    *,
+    what: str = "dataset paths",
+    roots_name: str = "data roots",
+) -> Path:
     """The local path for ``raw``, refused when it escapes ``data_roots``.
 
     With roots, ``..`` components are refused outright, a relative path is looked up under each root in
     order, and the real path (every symlink resolved) must lie under a root; the real path is returned
-    so later reads cannot be redirected. Without roots the expanded path is returned as given.
+    so later reads cannot be redirected. Without roots the expanded path is returned as given. The
+    refusal reads the same whether or not the path exists. ``what`` and ``roots_name`` word the errors.
     """
     path = Path(raw).expanduser()
     if data_roots is None:
         return path
     if ".." in path.parts:
         raise PathNotAllowedError(
-            f"{raw!r}: '..' is not allowed in dataset paths", details={"path": raw, "reason": "traversal"}
+            f"{raw!r}: '..' is not allowed in {what}", details={"path": raw, "reason": "traversal"}
         )
     roots = _real_roots(data_roots)
     candidates = [path] if path.is_absolute() else [root / path for root in roots]
@@ -162,7 +185,7 @@ def confine_local_path(raw: str, data_roots: Sequence[Path] | None) -> Path:
     real = Path(os.path.realpath(chosen))
     if not any(real == root or root in real.parents for root in roots):
         raise PathNotAllowedError(
-            f"{raw!r} resolves outside the allowed data roots ({', '.join(str(r) for r in roots)})",
+            f"{raw!r} resolves outside the allowed {roots_name} ({', '.join(str(r) for r in roots)})",
             details={"path": raw, "reason": "outside_data_roots"},
         )
     return real
@@ -173,12 +196,33 @@ def expand_braces(pattern: str) -> list[str]:
 
     ``shard-{000..002}.tar`` gives ``shard-000.tar``, ``shard-001.tar``, ``shard-002.tar`` (the width of
     the wider bound is kept); ``{a,b}`` gives each alternative; several groups multiply, left to right.
+    More than :data:`MAX_BRACE_EXPANSION` names is a :class:`DatasetFormatError`, raised before any is built.
     """
+    count = 1
+    for group in _BRACE.finditer(pattern):
+        count *= _choice_count(group.group(1))
+        if count > MAX_BRACE_EXPANSION:
+            raise DatasetFormatError(
+                f"{pattern!r} expands to more than {MAX_BRACE_EXPANSION} names",
+                details={"pattern": pattern, "max_names": MAX_BRACE_EXPANSION},
+            )
+    return _expand(pattern)
+
+
+def _choice_count(body: str) -> int:
+    numeric = _RANGE.match(body)
+    if numeric is None:
+        return body.count(",") + 1
+    start, stop = (int(g) for g in numeric.groups())
+    return abs(stop - start) + 1
+
+
+def _expand(pattern: str) -> list[str]:
     match = _BRACE.search(pattern)
     if match is None:
         return [pattern]
     head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [head + choice + rest for choice in _brace_choices(match.group(1)) for rest in expand_braces(tail)]
+    return [head + choice + rest for choice in _brace_choices(match.group(1)) for rest in _expand(tail)]
 
 
 def _brace_choices(body: str) -> list[str]:

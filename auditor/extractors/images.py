@@ -102,8 +102,8 @@ class ImageExtractorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     device: str = Field("cpu", pattern=DEVICE_PATTERN)
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
-    num_workers: int | None = Field(None, ge=0)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=4096)
+    num_workers: int | None = Field(None, ge=0, le=64)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     decoder: Literal["pillow", "nvjpeg"] = "pillow"
     channels_last: bool = True

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session
 
 from auditor.artifacts import ArtifactStore
+from auditor.datasets.refs import dataset_scope
 from auditor.db import queries
 from auditor.errors import AuditorError, BadInputError
 from auditor.pipeline.progress import NullProgress, ProgressReporter
@@ -68,7 +69,8 @@ def run_audit(
             )
             generation = row.generation
     try:
-        result = _execute(prepared, progress, audit_id, created_at, generation, store)
+        with dataset_scope():  # downloads are deleted when the audit ends, however it ends
+            result = _execute(prepared, progress, audit_id, created_at, generation, store)
     except Exception as exc:
         if session_scope is not None:
             code = exc.code if isinstance(exc, AuditorError) else "internal_error"

@@ -22,6 +22,7 @@ import torch
 from auditor import __version__
 from auditor.artifacts import ArtifactStore
 from auditor.config import Settings, get_settings
+from auditor.datasets.options import DatasetLimits
 from auditor.datasets.refs import ResolvedDataset, require_modality, resolve_dataset
 from auditor.datasets.skips import SkipReport
 from auditor.errors import UnknownNameError
@@ -101,7 +102,9 @@ def sides_of(spec: AuditSpec) -> dict[str, DatasetRef]:
 
 
 def resolve_reference(ref: DatasetRef, settings: Settings | None = None) -> ResolvedDataset:
-    """Check, list and fingerprint one reference under the configured schemes and data roots."""
+    """Check, list and fingerprint one reference under the configured schemes, data roots and limits.
+
+    Its downloads live until the dataset is closed: the caller runs in a ``dataset_scope()``."""
     settings = settings or get_settings()
     return resolve_dataset(
         ref.uri,
@@ -110,6 +113,7 @@ def resolve_reference(ref: DatasetRef, settings: Settings | None = None) -> Reso
         allowed_schemes=settings.remote_scheme_set(),
         data_roots=settings.data_root_paths(),
         download_dir=settings.home / "downloads",
+        limits=DatasetLimits.from_settings(settings),
     )
 
 

@@ -21,7 +21,8 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader
 
 from auditor.datasets.images import decode_sample
-from auditor.datasets.options import DatasetOptionError
+from auditor.datasets.netguard import HostPolicy
+from auditor.datasets.options import DatasetLimits, DatasetOptionError
 from auditor.datasets.refs import (
     WrongModalityError,
     detect_format,
@@ -33,6 +34,8 @@ from auditor.datasets.uri import SchemeNotAllowedError
 from auditor.errors import DatasetFormatError, DatasetNotFoundError, TooFewSamplesError
 
 N = 30
+# The test server listens on loopback, which a deployment refuses unless its operator allows it.
+LOOPBACK_ALLOWED = DatasetLimits(remote_hosts=HostPolicy.parse(["127.0.0.1"]))
 
 
 def digits_png(n: int = N) -> list[tuple[str, int, bytes]]:
@@ -236,23 +239,32 @@ def test_http_archives_and_files_are_fetched_when_http_is_enabled(
     with pytest.raises(SchemeNotAllowedError, match="'http' is not enabled"):
         resolve_dataset(f"{base}/digits.zip", allowed_schemes={"https"})
     downloads = tmp_path / "downloads"
-    remote = resolve_dataset(f"{base}/digits.zip", allowed_schemes={"http"}, download_dir=downloads)
+    remote = resolve_dataset(
+        f"{base}/digits.zip", allowed_schemes={"http"}, limits=LOOPBACK_ALLOWED, download_dir=downloads
+    )
     local = resolve_dataset(str(www / "digits.zip"))
     assert (remote.scheme, remote.format, remote.n_samples) == ("http", "zip", N)
     assert remote.content_fingerprint == local.content_fingerprint
     assert remote.local_path is None and downloads.exists()
-    embeddings = resolve_dataset(f"{base}/emb.npy", allowed_schemes={"http"}, download_dir=downloads)
+    embeddings = resolve_dataset(
+        f"{base}/emb.npy", allowed_schemes={"http"}, limits=LOOPBACK_ALLOWED, download_dir=downloads
+    )
     assert embeddings.local_path is not None and downloads in embeddings.local_path.parents
     assert np.load(embeddings.local_path).shape == (4, 3)
     with pytest.raises(DatasetNotFoundError):
-        resolve_dataset(f"{base}/nope.npy", allowed_schemes={"http"}, download_dir=downloads)
+        resolve_dataset(
+            f"{base}/nope.npy", allowed_schemes={"http"}, limits=LOOPBACK_ALLOWED, download_dir=downloads
+        )
 
 
 def test_http_webdataset_shards(served: tuple[str, Path], tmp_path: Path) -> None:
     base, www = served
     write_shards(www / "wds", n_shards=2)
     resolved = resolve_dataset(
-        f"{base}/wds/shard-{{000..001}}.tar", allowed_schemes={"http"}, download_dir=tmp_path / "dl"
+        f"{base}/wds/shard-{{000..001}}.tar",
+        allowed_schemes={"http"},
+        limits=LOOPBACK_ALLOWED,
+        download_dir=tmp_path / "dl",
     )
     assert (resolved.format, resolved.n_samples, resolved.has_labels) == ("webdataset", 20, True)
     assert decode_sample(resolved.image_samples()[13]).reason is None
@@ -261,7 +273,9 @@ def test_http_webdataset_shards(served: tuple[str, Path], tmp_path: Path) -> Non
 def test_http_image_folder_from_a_directory_listing(served: tuple[str, Path]) -> None:
     base, www = served
     write_folder(www / "imgs", n=6)
-    resolved = resolve_dataset(f"{base}/imgs/", allowed_schemes={"http"}, options={"labels": "folder"})
+    resolved = resolve_dataset(
+        f"{base}/imgs/", allowed_schemes={"http"}, limits=LOOPBACK_ALLOWED, options={"labels": "folder"}
+    )
     local = resolve_dataset(str(www / "imgs"), options={"labels": "folder"})
     assert resolved.sample_keys() == local.sample_keys()
     assert resolved.labels() == local.labels()
