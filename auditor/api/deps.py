@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -39,15 +40,22 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+# Declared as security schemes (the OpenAPI document and /docs show them); read by get_principal.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`.")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <api key>`.")
+
+
 async def get_principal(
+    request: Request,
     context: ContextDep,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    x_api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     """The caller, from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
     if not context.settings.auth_required:
         return ANONYMOUS_ADMIN
     secret = x_api_key
+    authorization = request.headers.get("authorization")
     if authorization is not None:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -55,7 +63,7 @@ async def get_principal(
         secret = value.strip()
     if not secret:
         raise AuthError("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    cache = _principal_cache(context)
+    cache = principal_cache(context)
     cached = cache.lookup(secret)
     if cached is not None:
         return cached
@@ -64,41 +72,83 @@ async def get_principal(
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
-# How long a verified key is trusted without asking the database again; also the longest a revoked
-# key keeps working on a replica that saw it recently.
+# How long a verified key is trusted without asking the database again.
 PRINCIPAL_TTL_S = 10.0
+# How often at most a process asks whether any key was revoked (one aggregate query, whatever the
+# traffic): a key revoked elsewhere (the CLI, another API process) stops working within about this long.
+# The process that revokes a key drops its cache at once.
+REVOCATION_CHECK_S = 1.0
 
 
 class PrincipalCache:
-    """Verified keys by their SHA-256 for :data:`PRINCIPAL_TTL_S` (one query per key, not per request)."""
+    """Verified keys by their SHA-256 for :data:`PRINCIPAL_TTL_S` (one query per key, not per request).
 
-    def __init__(self, ttl_s: float = PRINCIPAL_TTL_S) -> None:
+    Revocations: every :data:`REVOCATION_CHECK_S` one request reads the keys' revocation watermark
+    (:func:`auditor.db.access.revocation_watermark`); when it changed, every cached key is dropped. An
+    entry is only stored if no drop happened while its key was being checked, so a key verified just
+    before its revocation cannot slip back into the cache after the drop.
+    """
+
+    def __init__(
+        self, ttl_s: float = PRINCIPAL_TTL_S, revocation_check_s: float = REVOCATION_CHECK_S
+    ) -> None:
         self.ttl_s = ttl_s
+        self.revocation_check_s = revocation_check_s
         self._entries: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+        self._epoch = 0  # bumped by every drop
+        self._watermark: object = None
+        self._next_check = 0.0  # time.monotonic() of the next revocation check; 0: on first use
 
     def lookup(self, secret: str) -> Principal | None:
-        """The cached principal for this key, if it was verified less than the TTL ago."""
+        """The cached principal for this key, if it was verified less than the TTL ago and no revocation
+        check is due."""
+        now = time.monotonic()
         with self._lock:
+            if now >= self._next_check:
+                return None
             entry = self._entries.get(access.hash_secret(secret))
-        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+        return entry[0] if entry is not None and entry[1] > now else None
 
     def get(self, secret: str, context: ServiceContext) -> Principal:
-        cached = self.lookup(secret)
-        if cached is not None:
-            return cached
         digest = access.hash_secret(secret)
-        now = time.monotonic()
         with context.session() as session:
+            self._check_revocations(session)
+            cached = self.lookup(secret)
+            if cached is not None:
+                return cached
+            with self._lock:
+                epoch = self._epoch
+            expires = time.monotonic() + self.ttl_s
             principal = access.authenticate(session, secret)  # AuthError for unknown keys: never cached
         with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = (principal, now + self.ttl_s)
+            if self._epoch == epoch:
+                if len(self._entries) > 10_000:
+                    self._entries.clear()
+                self._entries[digest] = (principal, expires)
         return principal
 
+    def clear(self) -> None:
+        """Forget every verified key (after a revocation in this process)."""
+        with self._lock:
+            self._entries.clear()
+            self._epoch += 1
 
-def _principal_cache(context: ServiceContext) -> PrincipalCache:
+    def _check_revocations(self, session: Session) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_check:
+                return
+            self._next_check = now + self.revocation_check_s  # claimed: other requests use the cache
+        watermark = access.revocation_watermark(session)
+        with self._lock:
+            if watermark != self._watermark:
+                self._watermark = watermark
+                self._entries.clear()
+                self._epoch += 1
+
+
+def principal_cache(context: ServiceContext) -> PrincipalCache:
     cache = getattr(context, "principal_cache", None)
     if cache is None:
         cache = PrincipalCache()

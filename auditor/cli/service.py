@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ from rich.console import Console
 
 from auditor.cli.common import handle_errors, print_document, stderr, write_json
 from auditor.config import Settings, get_settings
-from auditor.errors import AuditorError, BadInputError
+from auditor.errors import AuditorError, BadInputError, ServiceUnavailableError
 
 GATE_PASSED, GATE_FAILED, GATE_ERROR = 0, 1, 2
 
@@ -22,6 +24,39 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 
 
 # --- running the service ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def reachable_database(url: str) -> Iterator[None]:
+    """Turn "cannot connect to the database" into one clear error (exit 3), not an internal error."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        raise ServiceUnavailableError(
+            f"cannot use the database at {where}: {reason}. Start it, or point AUDITOR_DATABASE_URL at "
+            "one that is reachable.",
+            details={"database": where},
+        ) from None
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600) from the first byte: a new file
+    next to it, created 0600, then renamed over it (never a moment world-readable, never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _ensure_embedded_admin_key(settings: Settings, console: Console) -> None:
@@ -42,9 +77,7 @@ def _ensure_embedded_admin_key(settings: Settings, console: Console) -> None:
             key = access.create_api_key(session, name="embedded admin", is_admin=True)
     finally:
         context.engine.dispose()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(key.secret + "\n")
-    path.chmod(0o600)
+    write_private_file(path, key.secret + "\n")
     console.print(f"admin API key written to {path} (the client reads it from there)", highlight=False)
 
 
@@ -69,11 +102,15 @@ def serve(
         raise BadInputError(
             "--workers > 1 needs AUDITOR_BROKER_URL: the embedded mode runs audits in-process"
         )
-    if settings.broker_url is None and settings.auth_required:
-        _ensure_embedded_admin_key(settings, console)
+    url = settings.resolved_database_url()
+    with reachable_database(url):
+        if settings.broker_url is None and settings.auth_required:
+            _ensure_embedded_admin_key(settings, console)
+        # Migrate (and so reach the database) before listening: a server without its database would
+        # only answer 503s.
+        ensure_database(url)
     if workers > 1:
         # One process per worker, each with its own context (auditor.api.server.build_app).
-        ensure_database(settings.resolved_database_url())  # migrate once, before they start
         uvicorn.run(
             "auditor.api.server:build_app",
             factory=True,
@@ -84,7 +121,7 @@ def serve(
             access_log=False,
         )
         return
-    context = ServiceContext.from_settings(settings)
+    context = ServiceContext.from_settings(settings, migrate=False)  # migrated above
     sweeper = None
     if settings.broker_url is None:
         context.dispatcher = InProcessDispatcher(context)
@@ -137,7 +174,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     from auditor.db.migrate import current_revisions, upgrade_database
 
     url = get_settings().resolved_database_url()
-    upgrade_database(url, revision)
+    with reachable_database(url):
+        upgrade_database(url, revision)
     typer.echo(f"database at {', '.join(current_revisions(url)) or 'base'}")
 
 
@@ -154,12 +192,28 @@ def keys_create(
 
     if admin == (project is not None):
         raise BadInputError("give exactly one of --admin or --project NAME")
-    with Database(get_settings()).scope() as session:
+    settings = get_settings()
+    with reachable_database(settings.resolved_database_url()), Database(settings).scope() as session:
         key = access.create_api_key(session, name=name, is_admin=admin, project=project)
     stderr.print(
         f"{'admin' if admin else f'project {project!r}'} key {key.prefix} (shown once):", highlight=False
     )
     typer.echo(key.secret)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix (sda_xxxxxxxx), as `keys create` printed.")],
+) -> None:
+    """Revoke an API key: refused by every API process within about a second."""
+    from auditor.cli.common import Database
+    from auditor.db import access
+
+    settings = get_settings()
+    with reachable_database(settings.resolved_database_url()), Database(settings).scope() as session:
+        access.revoke_api_key(session, prefix)
+    stderr.print(f"key {prefix} revoked", highlight=False)
 
 
 # --- using the service from pipelines -------------------------------------------------------------------

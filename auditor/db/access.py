@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auditor.db.base import utcnow
 from auditor.db.models import ApiKey, PolicyVersion, Project
 from auditor.db.queries import get_or_create_project, get_project
-from auditor.errors import AuthError, BadInputError, NotFoundError
+from auditor.errors import AuthError, BadInputError, ConflictError, NotFoundError
 
 KEY_SCHEME = "sda"
+POLICY_VERSION_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,18 @@ def revoke_api_key(session: Session, prefix: str) -> None:
     session.flush()
 
 
+def revocation_watermark(session: Session) -> tuple[int, int, Any]:
+    """What changes whenever a key is revoked or deleted: (keys, revoked keys, latest revocation).
+
+    One aggregate over a small table; an API process compares it with the value it saw last to drop
+    the keys it cached (see :class:`auditor.api.deps.PrincipalCache`).
+    """
+    row = session.execute(
+        sa.select(sa.func.count(), sa.func.count(ApiKey.revoked_at), sa.func.max(ApiKey.revoked_at))
+    ).one()
+    return int(row[0]), int(row[1]), row[2]
+
+
 def count_admin_keys(session: Session) -> int:
     return int(
         session.scalar(
@@ -104,19 +118,31 @@ def count_admin_keys(session: Session) -> int:
 def create_policy_version(
     session: Session, *, project: str, name: str, body: dict[str, Any]
 ) -> PolicyVersion:
-    """Store ``body`` as the next version of policy ``name`` (1 for a new name)."""
+    """Store ``body`` as the next version of policy ``name`` (1 for a new name).
+
+    Two requests storing the same name at once both read the same latest version; the unique
+    constraint refuses the second insert, which is retried (in a savepoint) with the version after.
+    """
     project_row = get_or_create_project(session, project)
-    latest = session.scalar(
-        sa.select(sa.func.max(PolicyVersion.version)).where(
-            PolicyVersion.project_id == project_row.id, PolicyVersion.name == name
+    for _ in range(POLICY_VERSION_ATTEMPTS):
+        latest = session.scalar(
+            sa.select(sa.func.max(PolicyVersion.version)).where(
+                PolicyVersion.project_id == project_row.id, PolicyVersion.name == name
+            )
         )
+        row = PolicyVersion(
+            project_id=project_row.id, name=name, version=int(latest or 0) + 1, body=body, created_at=utcnow()
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            continue
+        return row
+    raise ConflictError(
+        f"policy {name!r} of project {project!r} is being updated concurrently; retry",
+        details={"policy": name},
     )
-    row = PolicyVersion(
-        project_id=project_row.id, name=name, version=int(latest or 0) + 1, body=body, created_at=utcnow()
-    )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def list_policies(session: Session, project: str) -> list[PolicyVersion]:

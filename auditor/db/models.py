@@ -32,6 +32,9 @@ from auditor.db.base import Base, StrictJSON, UTCDateTime, utcnow
 
 AUDIT_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 PROJECT_NAME_MAX = 200  # AuditSpec.project has the same limit.
+# The range of the INTEGER columns callers write through the API (audits.generation, policies.version):
+# 32-bit on PostgreSQL, so the API bounds those numbers to it (a larger one would be a 500 at INSERT).
+SQL_INT_MAX = 2**31 - 1
 
 
 class Project(Base):

@@ -97,8 +97,10 @@ def create_audit(
 ) -> Audit:
     """Record a new audit (state ``running``, or ``queued`` for a worker to pick up).
 
-    Lineage: the parent must exist (:class:`NotFoundError` otherwise); without an explicit
-    ``generation`` a child is its parent's generation + 1 (1 when the parent has none).
+    Lineage: the parent must exist in the same project (:class:`NotFoundError` otherwise, the same
+    answer for another project's audit as for an unknown id, so a project key cannot probe other
+    projects' ids); without an explicit ``generation`` a child is its parent's generation + 1 (1 when
+    the parent has none).
     ``fresh_id``: the caller just generated ``audit_id`` (uuid4), so the existence check is skipped
     (one round trip less on the API's submit path; the primary key still refuses a duplicate).
     ``project_id``: the id of ``project``, known to the caller (the API caches it), so the project is
@@ -113,23 +115,21 @@ def create_audit(
         raise BadInputError(f"generation must be >= 0, got {generation}")
     if not fresh_id and session.get(Audit, audit_id) is not None:
         raise BadInputError(f"audit {audit_id} already exists", details={"audit_id": audit_id})
+    project_row = get_or_create_project(session, project) if project_id is None else None
     if parent_audit_id is not None:
         parent = session.get(Audit, parent_audit_id)
-        if parent is None:
+        own_project = project_id if project_row is None else project_row.id
+        if parent is None or parent.project_id != own_project:
             raise NotFoundError(
-                f"parent audit {parent_audit_id!r} does not exist",
-                details={"parent_audit_id": parent_audit_id},
+                f"parent audit {parent_audit_id!r} does not exist in project {project!r}",
+                details={"parent_audit_id": parent_audit_id, "project": project},
             )
         if generation is None:
             generation = parent.generation + 1 if parent.generation is not None else 1
     now = utcnow()
     audit = Audit(
         id=audit_id,
-        **(
-            {"project_id": project_id}
-            if project_id is not None
-            else {"project": get_or_create_project(session, project)}
-        ),
+        **({"project_id": project_id} if project_row is None else {"project": project_row}),
         state=state,
         extractor=extractor,
         spec=spec,
@@ -243,11 +243,13 @@ def record_event(
 # --- audits: reading ------------------------------------------------------------------------------------
 
 
-def get_audit(session: Session, audit_id_or_prefix: str) -> Audit:
+def get_audit(session: Session, audit_id_or_prefix: str, *, prefix_project: str | None = None) -> Audit:
     """An audit by its full id or a unique prefix of at least six characters.
 
     The project and the dataset rows come loaded. :class:`NotFoundError` when nothing matches,
-    :class:`BadInputError` when the prefix is too short or matches several audits.
+    :class:`BadInputError` when the prefix is too short or matches several audits. ``prefix_project``
+    limits what a prefix may match to that project's audits (the API, for a project key: an ambiguous
+    prefix would otherwise name other projects' audits).
     """
     key = audit_id_or_prefix.strip().lower()
     # populate_existing: an audit already in this session (loaded bare by complete/fail_audit) must
@@ -262,13 +264,11 @@ def get_audit(session: Session, audit_id_or_prefix: str) -> Audit:
             f"audit id prefix {audit_id_or_prefix!r} is too short: give at least {MIN_PREFIX} characters",
             details={"audit_id": audit_id_or_prefix},
         )
+    query = sa.select(Audit).options(*_audit_load_options()).where(Audit.id.startswith(key, autoescape=True))
+    if prefix_project is not None:
+        query = query.join(Project, Audit.project_id == Project.id).where(Project.name == prefix_project)
     matches = session.scalars(
-        sa.select(Audit)
-        .options(*_audit_load_options())
-        .where(Audit.id.startswith(key, autoescape=True))
-        .order_by(Audit.id)
-        .limit(2)
-        .execution_options(populate_existing=True)
+        query.order_by(Audit.id).limit(2).execution_options(populate_existing=True)
     ).all()
     if not matches:
         raise NotFoundError(

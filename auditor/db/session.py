@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +14,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 # The CLI, a worker and the API may share one SQLite file: wait for a lock rather than fail at once.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner only (0600), unless it exists already.
+
+    The SQLite file holds every key hash and result: created by SQLite itself it would be 0644 (world
+    readable) until someone tightened it. An empty file is a valid SQLite database, and SQLite gives its
+    journal and WAL files the database file's mode. An existing file is left as its owner set it.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileExistsError, FileNotFoundError):  # exists already / no such directory: SQLite says so
+        return
+    os.close(descriptor)
 
 
 def make_engine(url: str, *, migrating: bool = False) -> Engine:
-    """An engine for ``url``; for SQLite also: parent directory created, foreign keys on, real transactions.
+    """An engine for ``url``; for SQLite also: parent directory and a private (0600) file created, foreign
+    keys on, real transactions.
 
     Every SQLite transaction starts with ``BEGIN IMMEDIATE`` (see below). ``migrating`` (used by
     :mod:`auditor.db.migrate`, SQLite only) leaves foreign keys off: batch mode rebuilds a table by
@@ -28,11 +45,19 @@ def make_engine(url: str, *, migrating: bool = False) -> Engine:
         # pre_ping: a long-lived API/worker process outlives server restarts and idle-connection reaping.
         # The pool covers the API's request threads (each request holds at most one connection at a
         # time), so a burst queues in the threadpool, not on a pool timeout.
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+        # connect_timeout (unless the URL sets one): an unreachable server fails a request (503) or a
+        # start in seconds, not after the operating system's TCP timeout (minutes).
+        connect_args: dict[str, Any] = {}
+        if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=20, max_overflow=20, connect_args=connect_args
+        )
 
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(Path(database))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
     # IMMEDIATE everywhere: the API, its in-process worker and heartbeat threads (and a CLI beside them)
     # write to one file. A deferred transaction that reads and then writes cannot wait for the lock

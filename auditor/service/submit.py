@@ -13,13 +13,20 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from auditor.api.schemas import AuditCreate
-from auditor.datasets.refs import FORMAT_MODALITIES, WrongModalityError, detect_format, resolve_local_path
-from auditor.datasets.uri import check_scheme, has_braces, parse_uri
+from auditor.api.schemas import AuditCreate, policy_document
+from auditor.datasets.options import DatasetLimits
+from auditor.datasets.refs import (
+    FORMAT_MODALITIES,
+    WrongModalityError,
+    check_reference,
+    detect_format,
+    resolve_local_path,
+)
+from auditor.datasets.uri import has_braces, parse_uri
 from auditor.db import access, queries
 from auditor.db.access import Principal
 from auditor.db.models import Audit
-from auditor.errors import ForbiddenError, ServiceUnavailableError
+from auditor.errors import DatasetNotFoundError, ForbiddenError, ServiceUnavailableError
 from auditor.extractors.base import FeatureExtractor
 from auditor.pipeline.spec import AuditSpec
 from auditor.pipeline.stages import accepted_modalities, prepare, sides_of
@@ -30,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def build_spec(context: ServiceContext, body: AuditCreate) -> AuditSpec:
     """The audit spec with a named policy resolved to its body (the spec records the exact rules)."""
-    policy: dict[str, Any] | None = body.policy
+    policy: dict[str, Any] | None = policy_document(body.policy) if body.policy is not None else None
     if body.policy_name is not None:
         with context.session() as session:
             row = access.get_policy(
@@ -44,18 +51,28 @@ def build_spec(context: ServiceContext, body: AuditCreate) -> AuditSpec:
 def check_references(context: ServiceContext, spec: AuditSpec, extractor: FeatureExtractor) -> None:
     """Refuse, in the request, a reference that cannot be read: cheap checks only, no hashing.
 
-    Scheme enabled; for local references: inside the data roots, existing, a known format, and a
-    modality the extractor reads (where the format alone tells it). Listing, fingerprinting and
-    downloading are the worker's ``start`` stage, which re-checks everything before any heavy work.
+    Options within the operator's limits, scheme enabled, an http(s) host allowed (not internal); for
+    local references: inside the data roots, existing, a known format, and a modality the extractor
+    reads (where the format alone tells it). Listing, fingerprinting and downloading are the worker's
+    ``start`` stage, which re-checks everything before any heavy work.
     """
     accepted = accepted_modalities(extractor)
     roots = context.settings.data_root_paths()
+    limits = DatasetLimits.from_settings(context.settings)
     for ref in sides_of(spec).values():
-        parsed = parse_uri(ref.uri)
-        check_scheme(parsed, context.settings.remote_scheme_set())
-        if not parsed.is_local or has_braces(parsed.path):
-            continue
-        fmt = detect_format(resolve_local_path(ref.uri, roots, allow_directory=True), ref.format)
+        try:
+            parsed = parse_uri(ref.uri)
+            check_reference(parsed, ref.options, context.settings.remote_scheme_set(), limits)
+            if not parsed.is_local or has_braces(parsed.path):
+                continue
+            path = resolve_local_path(ref.uri, roots, allow_directory=True)
+        except (ValueError, OSError) as exc:
+            # What the operating system or the URL parser cannot even look up (a NUL byte after
+            # percent-decoding, a name too long, "//[" read as an IPv6 host) names no dataset.
+            raise DatasetNotFoundError(
+                f"dataset not found: {ref.uri} ({exc})", details={"uri": ref.uri}
+            ) from exc
+        fmt = detect_format(path, ref.format)
         modalities = FORMAT_MODALITIES.get(fmt, ())
         if modalities and not set(modalities) & accepted:
             raise WrongModalityError(

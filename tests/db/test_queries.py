@@ -278,6 +278,51 @@ def test_unknown_parent_is_not_found(session_factory: Factory) -> None:
         queries.get_audit(session, audit_id)
 
 
+def test_a_parent_in_another_project_is_not_found(session_factory: Factory) -> None:
+    """Lineage stays in a project; the refusal reads as for an unknown id (nothing about the other one)."""
+    parent = create(session_factory, project="alpha")
+    for other in (parent, new_id()):
+        with session_scope(session_factory) as session, pytest.raises(NotFoundError) as info:
+            queries.create_audit(
+                session, audit_id=new_id(), project="beta", spec={}, extractor="e", parent_audit_id=other
+            )
+        assert info.value.message == f"parent audit {other!r} does not exist in project 'beta'"
+    child = create(session_factory, project="alpha", parent=parent)
+    with session_scope(session_factory) as session:
+        assert queries.get_audit(session, child).parent_audit_id == parent
+
+
+def test_concurrent_policy_versions_get_the_next_numbers(session_factory: Factory) -> None:
+    """Two requests storing the same policy at once read the same latest version; the second insert
+    hit the unique constraint (a 500 in the API) before it was retried."""
+    import threading
+
+    from auditor.db import access
+
+    count = 6
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def store(index: int) -> None:
+        try:
+            barrier.wait(10)
+            with session_scope(session_factory) as session:
+                access.create_policy_version(
+                    session, project="p", name="gate", body={"rules": [{"metric": "fid", "max": index}]}
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    with session_scope(session_factory) as session:
+        assert [row.version for row in access.list_policies(session, "p")] == list(range(1, count + 1))
+
+
 # --- lookup and listing ---------------------------------------------------------------------------------
 
 

@@ -74,3 +74,27 @@ def test_naive_datetimes_are_refused(session_factory: sessionmaker[Session]) -> 
 def test_strict_json() -> None:
     value = {"a": [1.0, math.nan, -math.inf], "b": (np.float32(0.5), np.int64(3)), 3: Path("x")}
     assert to_strict_json(value) == {"a": [1.0, None, None], "b": [0.5, 3], "3": "x"}
+
+
+def test_a_new_sqlite_database_is_private_from_the_start(tmp_path: Path) -> None:
+    """It holds every key hash and result: SQLite would create it 0644 (world-readable)."""
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "home" / "auditor.db"
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        finally:
+            engine.dispose()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        # An existing database keeps the mode its owner gave it (a shared file stays shared).
+        path.chmod(0o640)
+        make_engine(f"sqlite:///{path}").dispose()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)

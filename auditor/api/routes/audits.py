@@ -2,23 +2,54 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
 from auditor.api.deps import ContextDep, PrincipalDep, SessionDep, require_project_access
-from auditor.api.schemas import AuditCreate, AuditPublic, AuditsPage, ErrorDetail
+from auditor.api.schemas import (
+    AUDIT_ID_OR_PREFIX_PATTERN,
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
+    TEXT_PATTERN,
+    V1_ERRORS,
+    AuditCreate,
+    AuditPublic,
+    AuditsPage,
+    DateTimeQuery,
+    ErrorDetail,
+    error_responses,
+)
 from auditor.db import lifecycle, queries
-from auditor.db.models import AUDIT_STATES, Audit
-from auditor.errors import BadInputError, ConflictError
+from auditor.db.access import Principal
+from auditor.db.models import AUDIT_STATES, PROJECT_NAME_MAX, Audit
+from auditor.errors import ConflictError
 from auditor.service.submit import submit_audit
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 MAX_PAGE = 200
+AuditId = Annotated[
+    str,
+    Path(pattern=AUDIT_ID_OR_PREFIX_PATTERN, description="An audit id, or a unique prefix of 6+ characters."),
+]
+# Links from a submitted audit to what can be done with it (schemathesis follows them too).
+_AUDIT_LINKS = {
+    name: {"operationId": operation, "parameters": {"audit_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetAudit", "get_audit"),
+        ("CancelAudit", "cancel_audit"),
+        ("GetReport", "get_report"),
+    )
+}
+
+
+def _own_project(principal: Principal) -> str | None:
+    """Where a project key's id prefixes are looked up (an admin's: everywhere)."""
+    return None if principal.is_admin else (principal.project or "")
 
 
 def audit_public(
@@ -56,13 +87,30 @@ def audit_public(
     )
 
 
-@router.post("", status_code=202, response_model=AuditPublic)
+@router.post(
+    "",
+    status_code=202,
+    response_model=AuditPublic,
+    responses={
+        **error_responses(*V1_ERRORS, 403, 404, 413),
+        202: {
+            "links": _AUDIT_LINKS,
+            "headers": {"Location": {"description": "The audit's URL.", "schema": {"type": "string"}}},
+        },
+    },
+)
 def create_audit(
     body: AuditCreate,
     context: ContextDep,
     principal: PrincipalDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Retrying with the same key (per project) returns the same audit.",
+        ),
+    ] = None,
 ) -> AuditPublic:
     """Queue an audit and answer at once; poll ``GET /v1/audits/{id}`` (or ``auditor wait``)."""
     audit_id, created = submit_audit(context, principal, body, idempotency_key)
@@ -74,9 +122,9 @@ def create_audit(
         return audit_public(queries.get_audit(session, audit_id), with_result=False)
 
 
-@router.get("/{audit_id}", response_model=AuditPublic)
-def get_audit(audit_id: str, session: SessionDep, principal: PrincipalDep) -> AuditPublic:
-    audit = queries.get_audit(session, audit_id)
+@router.get("/{audit_id}", response_model=AuditPublic, responses=error_responses(*V1_ERRORS, 403, 404))
+def get_audit(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) -> AuditPublic:
+    audit = queries.get_audit(session, audit_id, prefix_project=_own_project(principal))
     require_project_access(principal, audit.project.name)
     events = [
         {"state": e.state, "at": e.at.isoformat(), "message": e.message}
@@ -85,29 +133,34 @@ def get_audit(audit_id: str, session: SessionDep, principal: PrincipalDep) -> Au
     return audit_public(audit, events=events)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, audit_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), audit_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadInputError(f"invalid cursor {cursor!r}; pass next_cursor from the previous page") from exc
+    """``<microseconds since 1970>.<audit id>`` (CURSOR_PATTERN, checked by the query parameter)."""
+    micros, _, audit_id = cursor.partition(".")
+    return _EPOCH + timedelta(microseconds=int(micros)), audit_id
 
 
 def _encode_cursor(audit: Audit) -> str:
-    return base64.urlsafe_b64encode(f"{audit.created_at.isoformat()}|{audit.id}".encode()).decode()
+    return f"{(audit.created_at - _EPOCH) // timedelta(microseconds=1)}.{audit.id}"
 
 
-@router.get("", response_model=AuditsPage)
+@router.get("", response_model=AuditsPage, responses=error_responses(*V1_ERRORS, 403))
 def list_audits(
     session: SessionDep,
     principal: PrincipalDep,
-    project: str | None = None,
+    project: Annotated[
+        str | None, Query(min_length=1, max_length=PROJECT_NAME_MAX, pattern=NAME_PATTERN)
+    ] = None,
     state: Annotated[str | None, Query(pattern="^(" + "|".join(AUDIT_STATES) + ")$")] = None,
-    tag: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=NAME_MAX, pattern=TEXT_PATTERN)] = None,
+    created_after: Annotated[DateTimeQuery | None, Query(description="RFC 3339, with a time zone.")] = None,
+    created_before: Annotated[DateTimeQuery | None, Query(description="RFC 3339, with a time zone.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page.")
+    ] = None,
 ) -> AuditsPage:
     """Audits newest first; a project key sees only its project's audits."""
     if project is not None:
@@ -115,9 +168,6 @@ def list_audits(
         projects: tuple[str, ...] | None = (project,)
     else:
         projects = None if principal.is_admin else ((principal.project,) if principal.project else ())
-    for moment in (created_after, created_before):
-        if moment is not None and moment.tzinfo is None:
-            raise BadInputError("created_after / created_before need a timezone, e.g. 2026-11-23T00:00:00Z")
     filters = queries.AuditFilter(
         projects=projects, state=state, tag=tag, created_after=created_after, created_before=created_before
     )
@@ -130,22 +180,34 @@ def list_audits(
     )
 
 
-@router.post("/{audit_id}/cancel", status_code=202, response_model=AuditPublic)
-def cancel_audit(audit_id: str, session: SessionDep, principal: PrincipalDep) -> AuditPublic:
+@router.post(
+    "/{audit_id}/cancel",
+    status_code=202,
+    response_model=AuditPublic,
+    responses=error_responses(*V1_ERRORS, 403, 404, 409, 413),
+)
+def cancel_audit(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) -> AuditPublic:
     """Cancel: a queued audit at once; a running one stops at its next step (state then ``cancelled``)."""
-    audit = queries.get_audit(session, audit_id)
+    audit = queries.get_audit(session, audit_id, prefix_project=_own_project(principal))
     require_project_access(principal, audit.project.name)
     lifecycle.request_cancel(session, audit.id)
     session.flush()
     return audit_public(queries.get_audit(session, audit.id), with_result=False)
 
 
-@router.get("/{audit_id}/report", response_class=HTMLResponse)
-def get_report(audit_id: str, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+@router.get(
+    "/{audit_id}/report",
+    response_class=HTMLResponse,
+    responses={
+        **error_responses(*V1_ERRORS, 403, 404, 409, json_route=False),
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The report."},
+    },
+)
+def get_report(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
     """The self-contained HTML report of a succeeded audit (with the trend of its project)."""
     from auditor.report.service import render_audit_report
 
-    audit = queries.get_audit(session, audit_id)
+    audit = queries.get_audit(session, audit_id, prefix_project=_own_project(principal))
     require_project_access(principal, audit.project.name)
     if audit.state != "succeeded" or audit.result is None:
         raise ConflictError(

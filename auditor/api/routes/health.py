@@ -9,17 +9,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from auditor import __version__
 from auditor.api.deps import ContextDep
+from auditor.api.schemas import HealthPublic, ReadinessPublic
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
+@router.get("/healthz", response_model=HealthPublic)
+def healthz() -> HealthPublic:
     """The process answers (liveness)."""
-    return {"status": "ok", "version": __version__}
+    return HealthPublic(status="ok", version=__version__)
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessPublic,
+    responses={503: {"model": ReadinessPublic, "description": "A dependency is down (status not_ready)."}},
+)
 def readyz(context: ContextDep) -> JSONResponse:
     """The database and the broker answer (readiness); 503 with what is down otherwise."""
     checks: dict[str, str] = {}
@@ -40,6 +45,10 @@ def readyz(context: ContextDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from auditor.api.deps import PrincipalDep, SessionDep, require_admin, require_project_access
 from auditor.api.schemas import (
+    NAME_MAX,
+    NAME_PATTERN,
+    PROTOCOL_PATTERN,
+    V1_ERRORS,
     PolicyCreate,
     PolicyPublic,
     ProjectCreate,
@@ -15,16 +19,31 @@ from auditor.api.schemas import (
     TrendPointPublic,
     TrendSeries,
     TrendsPublic,
+    error_responses,
+    policy_document,
 )
 from auditor.db import access, queries
-from auditor.db.models import PolicyVersion
+from auditor.db.models import PROJECT_NAME_MAX, SQL_INT_MAX, PolicyVersion
 from auditor.errors import ConflictError
-from auditor.policy import Policy
+from auditor.metrics import METRICS
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
+ProjectPath = Annotated[
+    str, Path(min_length=1, max_length=PROJECT_NAME_MAX, pattern=NAME_PATTERN, description="A project name.")
+]
+PolicyNamePath = Annotated[str, Path(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+_PROJECT_LINKS = {
+    name: {"operationId": operation, "parameters": {"project": "$response.body#/name"}}
+    for name, operation in (("GetProject", "get_project"), ("ListPolicies", "list_policies"))
+}
 
 
-@router.post("", status_code=201, response_model=ProjectPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProjectPublic,
+    responses={**error_responses(*V1_ERRORS, 403, 409, 413), 201: {"links": _PROJECT_LINKS}},
+)
 def create_project(body: ProjectCreate, session: SessionDep, principal: PrincipalDep) -> ProjectPublic:
     require_admin(principal)
     if queries.list_projects(session, (body.name,)):
@@ -33,7 +52,7 @@ def create_project(body: ProjectCreate, session: SessionDep, principal: Principa
     return ProjectPublic(name=project.name, created_at=project.created_at)
 
 
-@router.get("", response_model=list[ProjectPublic])
+@router.get("", response_model=list[ProjectPublic], responses=error_responses(*V1_ERRORS))
 def list_projects(session: SessionDep, principal: PrincipalDep) -> list[ProjectPublic]:
     names = None if principal.is_admin else ((principal.project,) if principal.project else ())
     return [
@@ -41,20 +60,24 @@ def list_projects(session: SessionDep, principal: PrincipalDep) -> list[ProjectP
     ]
 
 
-@router.get("/{project}", response_model=ProjectPublic)
-def get_project(project: str, session: SessionDep, principal: PrincipalDep) -> ProjectPublic:
+@router.get("/{project}", response_model=ProjectPublic, responses=error_responses(*V1_ERRORS, 403, 404))
+def get_project(project: ProjectPath, session: SessionDep, principal: PrincipalDep) -> ProjectPublic:
     require_project_access(principal, project)
     row = queries.get_project(session, project)
     return ProjectPublic(name=row.name, created_at=row.created_at)
 
 
-@router.get("/{project}/trends", response_model=TrendsPublic)
+@router.get("/{project}/trends", response_model=TrendsPublic, responses=error_responses(*V1_ERRORS, 403, 404))
 def get_trends(
-    project: str,
+    project: ProjectPath,
     session: SessionDep,
     principal: PrincipalDep,
-    metric: Annotated[str, Query(description="A metric name, e.g. fid.")],
-    protocol: Annotated[str | None, Query(description="Only this protocol fingerprint.")] = None,
+    metric: Annotated[
+        str, Query(description="A metric name, e.g. fid.", json_schema_extra={"enum": list(METRICS)})
+    ],
+    protocol: Annotated[
+        str | None, Query(pattern=PROTOCOL_PATTERN, description="Only this protocol fingerprint.")
+    ] = None,
 ) -> TrendsPublic:
     """A metric over time and generations, one series per protocol (they are never merged)."""
     require_project_access(principal, project)
@@ -85,30 +108,54 @@ def _policy_public(project: str, row: PolicyVersion) -> PolicyPublic:
     )
 
 
-@router.post("/{project}/policies", status_code=201, response_model=PolicyPublic)
+@router.post(
+    "/{project}/policies",
+    status_code=201,
+    response_model=PolicyPublic,
+    responses={
+        **error_responses(*V1_ERRORS, 403, 409, 413),
+        201: {
+            "links": {
+                "GetPolicyVersion": {
+                    "operationId": "get_policy",
+                    "parameters": {
+                        "project": "$request.path.project",
+                        "name": "$response.body#/name",
+                        "version": "$response.body#/version",
+                    },
+                }
+            }
+        },
+    },
+)
 def create_policy(
-    project: str, body: PolicyCreate, session: SessionDep, principal: PrincipalDep
+    project: ProjectPath, body: PolicyCreate, session: SessionDep, principal: PrincipalDep
 ) -> PolicyPublic:
     """Store a new version of a named policy (validated now, not when an audit first uses it)."""
     require_project_access(principal, project)
-    Policy.from_dict(body.body)  # PolicyError (422) with the reason when it is not a valid policy
-    row = access.create_policy_version(session, project=project, name=body.name, body=body.body)
+    row = access.create_policy_version(
+        session, project=project, name=body.name, body=policy_document(body.body)
+    )
     return _policy_public(project, row)
 
 
-@router.get("/{project}/policies", response_model=list[PolicyPublic])
-def list_policies(project: str, session: SessionDep, principal: PrincipalDep) -> list[PolicyPublic]:
+@router.get(
+    "/{project}/policies", response_model=list[PolicyPublic], responses=error_responses(*V1_ERRORS, 403, 404)
+)
+def list_policies(project: ProjectPath, session: SessionDep, principal: PrincipalDep) -> list[PolicyPublic]:
     require_project_access(principal, project)
     return [_policy_public(project, row) for row in access.list_policies(session, project)]
 
 
-@router.get("/{project}/policies/{name}", response_model=PolicyPublic)
+@router.get(
+    "/{project}/policies/{name}", response_model=PolicyPublic, responses=error_responses(*V1_ERRORS, 403, 404)
+)
 def get_policy(
-    project: str,
-    name: str,
+    project: ProjectPath,
+    name: PolicyNamePath,
     session: SessionDep,
     principal: PrincipalDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX, description="Default: the latest.")] = None,
 ) -> PolicyPublic:
     require_project_access(principal, project)
     return _policy_public(project, access.get_policy(session, project=project, name=name, version=version))
