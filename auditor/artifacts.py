@@ -6,12 +6,18 @@ place (atomic on a POSIX filesystem; an object store's PUT is atomic per object)
 entry only when the manifest exists and the array's bytes hash to what it says. So a writer killed at
 any point leaves either no entry or a complete one, never a half-written entry that is later used.
 
+A full store (ENOSPC, a quota, a file size limit) is :class:`~auditor.errors.StorageFullError`
+(``storage_full``, naming the store's root): the temporary file is removed, and an array whose manifest
+could not be written is removed too, so the failed write leaves no entry and takes no space. (A writer
+SIGKILLed mid-write cannot clean up: its ``.<name>.<hex>.tmp`` is never read, and may be deleted.)
+
 The root is a local directory by default (``AUDITOR_ARTIFACT_ROOT``, else ``AUDITOR_HOME/artifacts``);
 any fsspec URL (``s3://bucket/prefix``) works when fsspec and the filesystem's package are installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -23,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from auditor.errors import AuditorError, BadInputError
+from auditor.errors import AuditorError, BadInputError, StorageFullError
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_\-/]{0,200}$")
 
@@ -72,7 +78,15 @@ class ArtifactStore:
         }
         self._write_atomic(f"{_check_key(key)}.npy", data)
         # The manifest last: until it exists the entry does not.
-        self._write_atomic(f"{key}.json", json.dumps(manifest, sort_keys=True).encode())
+        try:
+            self._write_atomic(f"{key}.json", json.dumps(manifest, sort_keys=True).encode())
+        except StorageFullError:
+            # No manifest, no entry: the array alone is never read, but it holds the space a full store
+            # lacks. Kept only if a manifest appeared meanwhile (a concurrent writer of the same key:
+            # keys are content addressed, so its array has the same bytes).
+            if not self._exists(f"{key}.json"):
+                self._remove(f"{key}.npy")
+            raise
 
     def get_entry(self, key: str) -> tuple[np.ndarray, dict[str, Any]]:
         """The array and its metadata, from one read of the manifest."""
@@ -122,17 +136,41 @@ class ArtifactStore:
             return bytes(self._fs.cat_file(self._path(name)))
         return Path(self._path(name)).read_bytes()
 
+    def _remove(self, name: str) -> None:
+        """Best effort: a failed clean-up must not hide the error that caused it."""
+        with contextlib.suppress(Exception):  # whatever the filesystem says, the original error matters
+            if self._fs is not None:
+                self._fs.rm_file(self._path(name))
+            else:
+                Path(self._path(name)).unlink(missing_ok=True)
+
     def _write_atomic(self, name: str, data: bytes) -> None:
         target = self._path(name)
-        if self._fs is not None:
-            # One PUT per object: object stores never expose a partial object.
-            self._fs.pipe_file(target, data)
-            return
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            if self._fs is not None:
+                # One PUT per object: object stores never expose a partial object.
+                self._fs.pipe_file(target, data)
+                return
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with temporary.open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                # ENOSPC mid-write (or any failure before the rename): the partial file goes.
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            if exc.errno not in StorageFullError.ERRNOS:
+                raise
+            raise StorageFullError(
+                f"the artifact store {self.root} is full: {exc.strerror or exc} writing {name} "
+                f"({len(data):,} bytes); nothing was stored. Free space there, or point "
+                "AUDITOR_ARTIFACT_ROOT at a larger volume",
+                details={"store": "artifacts", "root": self.root, "object": name, "errno": exc.errno},
+            ) from exc

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from auditor.config import Settings
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, StorageFullError
 from auditor.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -48,6 +48,14 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             stderr.print("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:
+            # A full disk under the CLI's own stores (the SQLite database in AUDITOR_HOME, an output
+            # file) is an operator problem, not a bug: storage_full, exit 3, naming what is full.
+            full = StorageFullError.from_exception(exc)
+            if full is not None:
+                stderr.print(
+                    f"[bold red]error[/] {escape(f'[{full.code}]')}: {escape(full.message)}", highlight=False
+                )
+                raise typer.Exit(full.exit_code) from None
             if os.environ.get("AUDITOR_DEBUG"):
                 raise
             stderr.print(

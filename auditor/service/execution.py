@@ -12,7 +12,8 @@ overwrites the same entry); ``score`` overwrites the result. A worker killed mid
 ``running`` with a heartbeat that stops: :func:`sweep_stale` requeues it and the next ``start``
 re-drives it, reusing every side already embedded.
 
-Errors: bad input (:class:`~auditor.errors.BadInputError`) fails the audit at once with its code;
+Errors: bad input (:class:`~auditor.errors.BadInputError`) fails the audit at once with its code, and so
+does a full store (:class:`~auditor.errors.StorageFullError`, ``storage_full``);
 :data:`TRANSIENT_ERRORS` (database, storage, broker) propagate so the worker retries with backoff;
 anything else fails the audit as ``internal_error`` with the exception's text.
 """
@@ -31,9 +32,10 @@ import sqlalchemy as sa
 import torch
 from sqlalchemy.exc import OperationalError
 
+from auditor.datasets.refs import dataset_scope
 from auditor.db import lifecycle, queries
 from auditor.db.models import Audit
-from auditor.errors import AuditorError, BadInputError, ServiceUnavailableError
+from auditor.errors import AuditorError, BadInputError, ServiceUnavailableError, StorageFullError
 from auditor.extractors.base import LoadedDataset
 from auditor.pipeline.spec import AuditSpec
 from auditor.pipeline.stages import (
@@ -317,11 +319,17 @@ def _run_stage(
     try:
         spec = AuditSpec.model_validate(audit.spec)
         prepared = prepare(spec, resolve_devices=True, settings=context.settings)
-        with heartbeat(context, audit_id):
+        # dataset_scope: the stage's downloads are deleted when it ends (each stage resolves anew).
+        with heartbeat(context, audit_id), dataset_scope():
             body(audit, prepared)
     except AuditCancelled:
         with context.session() as session:
             lifecycle.mark_cancelled(session, audit_id)
+    except StorageFullError as exc:
+        # Before TRANSIENT_ERRORS (it is a ServiceUnavailableError): a full store does not empty itself
+        # within a retry's backoff, so the audit fails now, saying which store, rather than in minutes
+        # as "transient_error". The artifact store left no partial entry (auditor.artifacts).
+        _fail(context, audit_id, exc.code, f"{name}: {exc.message}")
     except TRANSIENT_ERRORS:
         raise
     except AuditorError as exc:
@@ -354,26 +362,41 @@ def sweep_stale(context: ServiceContext, *, max_attempts: int = 3) -> list[str]:
 
     An audit that has already been started ``max_attempts`` times fails instead: a dataset that kills
     its worker every time (out of memory) must not loop forever. Safe to run from many processes.
+
+    Requeue and message are one unit: the ``start`` message is sent inside the requeue's transaction,
+    and if the broker refuses it the requeue rolls back, leaving the audit as it was (stale running, or
+    queued and not re-sent), so the first sweep after the broker returns sends it. (Committing first
+    marked it re-sent for a message that never existed, and the re-send backoff then held it back for
+    up to 8 heartbeat timeouts after the outage: found with bench/bench_chaos.py's faults.) A worker
+    that receives the message before the commit waits on the row lock, then claims the queued audit.
+    A broker outage ends the sweep: the remaining audits wait for the next one.
     """
     timeout = timedelta(seconds=context.settings.heartbeat_timeout_s)
     with context.session() as session:
         stale = lifecycle.stale_audits(session, heartbeat_older_than=timeout, queued_older_than=timeout)
     requeued: list[str] = []
-    for audit_id, seen_heartbeat, attempts in ((a.id, a.heartbeat_at, a.attempts) for a in stale):
-        with context.session() as session:
-            audit = session.get(Audit, audit_id)
-            if audit is None:
-                continue
-            if attempts >= max_attempts:
-                queries.fail_audit(
-                    session,
-                    audit_id,
-                    code="worker_lost",
-                    message=f"no heartbeat from its worker after {attempts} attempts; giving up",
-                )
-                continue
-            if not lifecycle.requeue_stale(session, audit, seen_heartbeat=seen_heartbeat):
-                continue
-        context.require_dispatcher().enqueue_start(audit_id)
+    for position, audit in enumerate(stale):
+        audit_id, seen_heartbeat, attempts = audit.id, audit.heartbeat_at, audit.attempts
+        try:
+            with context.session() as session:
+                row = session.get(Audit, audit_id)
+                if row is None:
+                    continue
+                if attempts >= max_attempts:
+                    queries.fail_audit(
+                        session,
+                        audit_id,
+                        code="worker_lost",
+                        message=f"no heartbeat from its worker after {attempts} attempts; giving up",
+                    )
+                    continue
+                if not lifecycle.requeue_stale(session, row, seen_heartbeat=seen_heartbeat):
+                    continue
+                context.require_dispatcher().enqueue_start(audit_id)  # before the commit (see above)
+        except ServiceUnavailableError:
+            log.warning(
+                "broker unreachable: %d stale audit(s) left for the next sweep", len(stale) - position
+            )
+            break
         requeued.append(audit_id)
     return requeued
