@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import gc
 import io
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.audits import record_queued_audit
 from helpers.http_servers import HttpServer, Reply
 
 from auditor.config import Settings
@@ -198,18 +198,7 @@ def _queued(context: ServiceContext, real: str, synthetic: str) -> str:
     spec = AuditSpec.model_validate(
         {"project": "p", "real": {"uri": real}, "synthetic": {"uri": synthetic}, "params": FAST}
     )
-    audit_id = uuid.uuid4().hex
-    with context.session() as session:
-        queries.create_audit(
-            session,
-            audit_id=audit_id,
-            project="p",
-            spec=spec.model_dump(mode="json"),
-            extractor=spec.extractor,
-            state="queued",
-            source="api",
-            fresh_id=True,
-        )
+    audit_id = record_queued_audit(context, spec)
     return audit_id
 
 

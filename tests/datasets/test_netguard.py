@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from helpers.audits import record_queued_audit
 from helpers.http_servers import HttpServer, Reply
 from pydantic import ValidationError
 
@@ -338,19 +338,8 @@ def test_the_worker_refuses_an_internal_host_when_it_fetches(
             "params": {"metrics": ["fid"], "bootstrap": 0, "spectral_bootstrap": 0},
         }
     )
-    audit_id = uuid.uuid4().hex
     try:
-        with context.session() as session:
-            queries.create_audit(
-                session,
-                audit_id=audit_id,
-                project="p",
-                spec=spec.model_dump(mode="json"),
-                extractor=spec.extractor,
-                state="queued",
-                source="api",
-                fresh_id=True,
-            )
+        audit_id = record_queued_audit(context, spec)
         execution.start_audit(context, audit_id)
         with context.session() as session:
             audit = queries.get_audit(session, audit_id)

@@ -5,7 +5,6 @@ number of transactions a small audit costs (each one is CPU on a shared database
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from helpers.audits import record_queued_audit
 from sqlalchemy import event
 
 from auditor.config import Settings
@@ -45,18 +45,7 @@ def queued_audit(context: ServiceContext, tmp_path: Path, n: int = 300) -> str:
             "params": {"metrics": ["fid", "precision", "recall"], "bootstrap": 5},
         }
     )
-    audit_id = uuid.uuid4().hex
-    with context.session() as session:
-        queries.create_audit(
-            session,
-            audit_id=audit_id,
-            project="p",
-            spec=spec.model_dump(mode="json"),
-            extractor=spec.extractor,
-            state="queued",
-            source="api",
-            fresh_id=True,
-        )
+    audit_id = record_queued_audit(context, spec)
     return audit_id
 
 

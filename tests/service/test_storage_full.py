@@ -22,12 +22,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.audits import record_queued_audit
 
 from auditor.artifacts import ArtifactStore
 from auditor.config import Settings
@@ -187,18 +187,7 @@ def test_in_process_audit_with_a_full_cache_fails_then_recomputes(tiny_disk: Pat
 
 
 def queue_audit(context: ServiceContext, spec: AuditSpec) -> str:
-    audit_id = uuid.uuid4().hex
-    with context.session() as session:
-        queries.create_audit(
-            session,
-            audit_id=audit_id,
-            project="p",
-            spec=spec.model_dump(mode="json"),
-            extractor=spec.extractor,
-            state="queued",
-            source="api",
-            fresh_id=True,
-        )
+    audit_id = record_queued_audit(context, spec)
     assert context.dispatcher is not None
     context.dispatcher.enqueue_start(audit_id)
     return audit_id
