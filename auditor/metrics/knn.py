@@ -12,8 +12,9 @@ strict ``<`` against a radius decides a tie by rounding unless both sides are th
 
 - The fast pass works on squared distances from the matmul expansion ||a||^2 + ||b||^2 - 2ab (in the
   working dtype, on data centred on its mean) and never decides anything within its rounding error of
-  a boundary. That error is bounded per pair by ``tau * (||a||^2 + ||b||^2)`` (:func:`rounding_bound`,
-  a worst-case bound on the expansion, the centring and the cast).
+  a boundary. That error is bounded per pair by ``tau * (||a||^2 + ||b||^2)`` (:func:`rounding_bound`:
+  the expansion, the centring and the cast; the smaller of the worst case and a probabilistic bound
+  that no measured error comes within 10x of).
 - Every value the graph holds, and every comparison within that bound of a boundary, is decided on
   *exact* squared distances: float64 sums of squared direct differences of the original (uncentred)
   coordinates, computed in fixed-shape batches so that one pair always gives the same bits
