@@ -394,27 +394,27 @@ class ZipStore(_PerProcessHandle):
     def _open(self) -> zipfile.ZipFile:
         return zipfile.ZipFile(self.path)
 
+    def _open_member(self, locator: str) -> IO[bytes]:
+        """The member, refused up front if it declares more than the cap (the declared size can lie:
+        the capped read or hash is what bounds a zip bomb). Call with the lock held."""
+        archive: zipfile.ZipFile = self._get()
+        declared = archive.getinfo(locator).file_size
+        if declared > self.max_member_bytes:
+            raise _too_large(self.name, locator, declared, self.max_member_bytes)
+        return archive.open(locator)
+
     def read(self, locator: str) -> bytes:
         with self._lock:
-            archive: zipfile.ZipFile = self._get()
-            declared = archive.getinfo(locator).file_size
-            if declared > self.max_member_bytes:
-                raise _too_large(self.name, locator, declared, self.max_member_bytes)
-            # The declared size can lie; the capped read is what bounds a zip bomb.
             try:
-                with archive.open(locator) as handle:
+                with self._open_member(locator) as handle:
                     return _read_capped(handle, self.name, locator, self.max_member_bytes)
             except zipfile.BadZipFile as exc:  # counted as an unreadable sample
                 raise OSError(f"{self.name}: member {locator} is corrupt ({exc})") from exc
 
     def sha256(self, locator: str) -> str:
         with self._lock:
-            archive: zipfile.ZipFile = self._get()
-            declared = archive.getinfo(locator).file_size
-            if declared > self.max_member_bytes:
-                raise _too_large(self.name, locator, declared, self.max_member_bytes)
             try:
-                with archive.open(locator) as handle:
+                with self._open_member(locator) as handle:
                     return _sha256_capped(handle, self.name, locator, self.max_member_bytes)
             except zipfile.BadZipFile as exc:  # a bad CRC, or a member larger than it declares
                 raise DatasetFormatError(
