@@ -51,9 +51,10 @@ _MIN_TILE = 8
 _SPARE_CANDIDATES = 2
 # Exact distances are computed in batches of at most this many pairs / float64 elements.
 _EXACT_BATCH_PAIRS_MAX = 1 << 16
-# On a CPU a batch is 1 MiB of float64 so that its gathers and arithmetic stay in cache (half the time
-# of 8 MiB batches at d = 2048); a GPU takes larger batches, each a few kernel launches.
-_EXACT_BATCH_ELEMENTS = {"cpu": 1 << 17, "other": 1 << 22}
+# On a CPU a batch is 2 MiB of float64 (its buffers are reused, so only cache size argues for smaller
+# batches, and per-batch overhead for larger: 8-32 rows at d = 2048 take 1.3-2.5x longer, 128-512 rows
+# the same); a GPU takes larger batches, each a few kernel launches.
+_EXACT_BATCH_ELEMENTS = {"cpu": 1 << 18, "other": 1 << 22}
 # At most this many candidates per sample for its nearest neighbour (see _NearestCandidates).
 _NEAREST_CANDIDATES = 16
 
@@ -65,6 +66,8 @@ class NeighbourRadii:
     kth_sq: Tensor  # (n,) squared distance to the k-th nearest other sample (the prdc radius)
     nearest_sq: Tensor  # (n,) squared distance to the nearest other sample
     k: int
+    # (n,) index of that nearest other sample (one of them where several are exactly as near)
+    nearest_index: Tensor | None = None
 
     @property
     def kth(self) -> Tensor:
@@ -119,9 +122,29 @@ def _sq_norms(x: Tensor) -> Tensor:
     return (x * x).sum(dim=1)
 
 
-def _block_sq_distances(a: Tensor, a_sq: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
+def _block_sq_distances(
+    a: Tensor, a_sq: Tensor, b: Tensor, b_sq: Tensor, out: Tensor | None = None
+) -> Tensor:
     """Squared distances ||a||^2 + ||b||^2 - 2ab: one matmul per block (approximate: see the module)."""
-    return torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, beta=1.0, alpha=-2.0)
+    if out is None:
+        return torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, beta=1.0, alpha=-2.0)
+    torch.add(a_sq[:, None], b_sq[None, :], out=out)
+    return out.addmm_(a, b.T, beta=1.0, alpha=-2.0)
+
+
+class _TileBuffers:
+    """Work tiles allocated once per pass and reused by every tile of it.
+
+    On a CPU a fresh tile-sized temporary costs more than the arithmetic done in it (the allocator
+    hands out new pages, and the first touch of each page faults), so each step of a tile writes into
+    one of these (``out=``, in place) instead of allocating its result.
+    """
+
+    def __init__(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device, count: int) -> None:
+        self._flat = [torch.empty(rows * cols, dtype=dtype, device=device) for _ in range(count)]
+
+    def __call__(self, which: int, rows: int, cols: int) -> Tensor:
+        return self._flat[which][: rows * cols].view(rows, cols)
 
 
 def _block_distances(a: Tensor, a_sq: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
@@ -164,6 +187,8 @@ class ExactDistances:
     in (ties are decided by equality): on a CPU, torch reduces every row of a batch the same way
     except a batch of one row (split across threads), so single pairs are padded to two; on a GPU
     the reduction's launch shape follows the batch's, so every batch is padded to one fixed shape.
+    The gathers and the difference go into buffers made on first use and kept (on a CPU a fresh
+    batch-sized temporary costs several times the arithmetic done in it; see :class:`_TileBuffers`).
     """
 
     def __init__(self, a: Tensor, b: Tensor) -> None:
@@ -172,6 +197,17 @@ class ExactDistances:
         self.fixed_shape = a.device.type != "cpu"
         elements = _EXACT_BATCH_ELEMENTS["other" if self.fixed_shape else "cpu"]
         self.batch = max(2, min(_EXACT_BATCH_PAIRS_MAX, elements // dim))
+        self._buffers: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _work(self, rows: int) -> tuple[Tensor, Tensor, Tensor]:
+        if self._buffers is None:
+            rows_max, dim, device = self.batch, self.a.shape[1], self.a.device
+            self._buffers = (
+                torch.empty(rows_max, dim, dtype=self.a.dtype, device=device),
+                torch.empty(rows_max, dim, dtype=self.b.dtype, device=device),
+                torch.empty(rows_max, dim, dtype=torch.float64, device=device),
+            )
+        return self._buffers[0][:rows], self._buffers[1][:rows], self._buffers[2][:rows]
 
     def __call__(self, ia: Tensor, ib: Tensor) -> Tensor:
         count = int(ia.numel())
@@ -183,9 +219,10 @@ class ExactDistances:
             if stop - start < size:  # pad with the pair (0, 0)
                 rows_a = torch.cat([rows_a, rows_a.new_zeros(size - (stop - start))])
                 rows_b = torch.cat([rows_b, rows_b.new_zeros(size - (stop - start))])
-            # In place on one float64 copy: the gathers, not the arithmetic, are the cost.
-            diff = self.a.index_select(0, rows_a).to(torch.float64)
-            diff.sub_(self.b.index_select(0, rows_b))
+            gathered_a, gathered_b, diff = self._work(size)
+            torch.index_select(self.a, 0, rows_a, out=gathered_a)
+            torch.index_select(self.b, 0, rows_b, out=gathered_b)
+            diff.copy_(gathered_a).sub_(gathered_b)
             out[start:stop] = diff.square_().sum(dim=1)[: stop - start]
         return out
 
@@ -254,59 +291,77 @@ def within_set_radii(
     transpose, of its columns. Each exact value is then chosen from the row's band of candidates within
     the rounding bound of its k-th (or 1st) candidate.
     """
+    dtype = dtype or x.dtype
+    xc = _centred(x, _mean(x, dtype), dtype)
+    return _within_set_radii(x, xc, _sq_norms(xc), k, budget_bytes)
+
+
+def _within_set_radii(x: Tensor, xc: Tensor, sq: Tensor, k: int, budget_bytes: int) -> NeighbourRadii:
+    """:func:`within_set_radii` on ``xc``, ``x`` centred in the working dtype, and its squared norms."""
     n, dim = x.shape
     if n < k + 1:
         raise TooFewSamplesError(
             f"{n} samples is too few for nearest_k={k}: need at least {k + 1}",
             details={"n": n, "nearest_k": k},
         )
-    dtype = dtype or x.dtype
-    xc = _centred(x, _mean(x, dtype), dtype)
-    sq = _sq_norms(xc)
     keep = min(n, k + 1 + _SPARE_CANDIDATES)
-    best = torch.full((n, keep), float("inf"), dtype=dtype, device=x.device)
+    best = torch.full((n, keep), float("inf"), dtype=xc.dtype, device=x.device)
     best_index = torch.zeros((n, keep), dtype=torch.int64, device=x.device)
 
     def merge(rows: slice, values: Tensor, index: Tensor) -> None:
+        if best[rows, 0].isinf().all():  # the row's first tile: nothing to merge with
+            best[rows, : values.shape[1]], best_index[rows, : values.shape[1]] = values, index
+            return
         merged, slot = torch.topk(torch.cat([best[rows], values], dim=1), keep, dim=1, largest=False)
         best_index[rows] = torch.cat([best_index[rows], index], dim=1).gather(1, slot)
         best[rows] = merged
 
     tile = _tile_size(xc, budget_bytes, at_least=keep)
+    buffers = _TileBuffers(min(n, tile), min(n, tile), xc.dtype, x.device, 2)
     for i0 in range(0, n, tile):
         i1 = min(n, i0 + tile)
         for j0 in range(i0, n, tile):
             j1 = min(n, j0 + tile)
-            d = _block_sq_distances(xc[i0:i1], sq[i0:i1], xc[j0:j1], sq[j0:j1])
+            d = _block_sq_distances(
+                xc[i0:i1], sq[i0:i1], xc[j0:j1], sq[j0:j1], out=buffers(0, i1 - i0, j1 - j0)
+            )
             if i0 == j0:
                 d.fill_diagonal_(0.0)  # a row's own entry: zero, as its exact distance is
             values, index = torch.topk(d, min(keep, j1 - j0), dim=1, largest=False)
             merge(slice(i0, i1), values, index + j0)
             if j0 != i0:
-                values, index = torch.topk(d.T.contiguous(), min(keep, i1 - i0), dim=1, largest=False)
+                transposed = buffers(1, j1 - j0, i1 - i0).copy_(d.T)
+                values, index = torch.topk(transposed, min(keep, i1 - i0), dim=1, largest=False)
                 merge(slice(j0, j1), values, index + i0)
 
     exact = ExactDistances(x, x)
     sq64 = sq.to(torch.float64)
-    slack = rounding_bound(dtype, dim, x.device) * (sq64 + sq64.max())  # for every pair of the row
+    slack = rounding_bound(xc.dtype, dim, x.device) * (sq64 + sq64.max())  # for every pair of the row
     best64 = best.to(torch.float64)
-    everyone = torch.arange(n, device=x.device)
-
-    def exact_rank(rank: int) -> Tensor:
-        # The exact rank-th value E lies within ``slack`` of the rank-th candidate: candidates below
-        # ``lo`` are certainly smaller than E, above ``hi`` certainly larger, and E is the right one
-        # of the band between, decided exactly. The list holds the whole band if its last entry lies
-        # above ``hi``.
+    complete_list = keep == n
+    ranks = (k,) if k == 1 else (k, 1)
+    # The exact rank-th value E lies within ``slack`` of the rank-th candidate: candidates below ``lo``
+    # are certainly smaller than E, above ``hi`` certainly larger, and E is the right one of the band
+    # between, decided exactly. The list holds the whole band if its last entry lies above ``hi``.
+    bands, complete = {}, {}
+    for rank in ranks:
         around = best64[:, rank]
         lo, hi = around - 2 * slack, around + 2 * slack
-        complete = best64[:, -1] > hi if keep < n else torch.ones_like(around, dtype=torch.bool)
-        band = (best64 >= lo[:, None]) & (best64 <= hi[:, None]) & complete[:, None]
-        rows, slot = band.nonzero(as_tuple=True)
+        complete[rank] = torch.ones_like(around, dtype=torch.bool) if complete_list else best64[:, -1] > hi
+        bands[rank] = (lo, hi, (best64 >= lo[:, None]) & (best64 <= hi[:, None]) & complete[rank][:, None])
+    # One exact value per listed pair in either band (the two bands often share pairs).
+    needed = bands[ranks[0]][2] if len(ranks) == 1 else bands[ranks[0]][2] | bands[ranks[1]][2]
+    rows, slot = needed.nonzero(as_tuple=True)
+    exact_listed = torch.full_like(best64, float("inf"))
+    exact_listed[rows, slot] = exact(rows, best_index[rows, slot])
+
+    def exact_rank(rank: int) -> Tensor:
+        lo, hi, band = bands[rank]
         below = (best64 < lo[:, None]).sum(dim=1)
-        out = torch.zeros(n, dtype=torch.float64, device=x.device)
-        ranked = _rank_per_group(rows, exact(rows, best_index[rows, slot]), rank - below, n)
-        out[complete] = ranked[complete]
-        missing = everyone[~complete]
+        # The band's exact values in order; E is the (rank - below)-th of them.
+        in_band = torch.where(band, exact_listed, float("inf")).sort(dim=1).values
+        out = in_band.gather(1, (rank - below).clamp(0, keep - 1)[:, None]).squeeze(1)
+        missing = (~complete[rank]).nonzero().flatten()
         if missing.numel():
             # Ties fill the list. Its own exact rank-th value is an upper bound on E, and E itself if
             # nothing outside the list can be smaller (outside: at least last - slack, and >= 0).
@@ -324,7 +379,27 @@ def within_set_radii(
 
     kth_sq = exact_rank(k)
     nearest_sq = kth_sq if k == 1 else exact_rank(1)
-    return NeighbourRadii(kth_sq=kth_sq, nearest_sq=nearest_sq, k=k)
+
+    # Which other sample is at exactly the nearest distance: the first listed one (in the fast pass's
+    # order), else the first of the whole row's band (rows whose list does not reach it).
+    everyone = torch.arange(n, device=x.device)
+    others = best_index != everyone[:, None]
+    match = (exact_listed == nearest_sq[:, None]) & others
+    nearest_index = best_index.gather(1, match.to(torch.uint8).argmax(dim=1, keepdim=True)).squeeze(1)
+    rest = (~match.any(dim=1)).nonzero().flatten()
+    if rest.numel():
+        listed = exact(rest.repeat_interleave(keep), best_index[rest].flatten()).view(-1, keep)
+        found = (listed == nearest_sq[rest, None]) & others[rest]
+        nearest_index[rest] = (
+            best_index[rest].gather(1, found.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
+        )
+        rest = rest[~found.any(dim=1)]
+    if rest.numel():
+        lo, hi, _ = bands[1]
+        nearest_index[rest] = _first_match_by_full_rows(
+            xc, sq, rest, lo[rest], hi[rest], nearest_sq[rest], exact, budget_bytes
+        )
+    return NeighbourRadii(kth_sq=kth_sq, nearest_sq=nearest_sq, k=k, nearest_index=nearest_index)
 
 
 def _exact_rank_by_full_rows(
@@ -350,6 +425,34 @@ def _exact_rank_by_full_rows(
         del d
         values = exact(chunk[band_rows], band_cols)
         out[start : start + chunk.numel()] = _rank_per_group(band_rows, values, rank - below, chunk.numel())
+    return out
+
+
+def _first_match_by_full_rows(
+    xc: Tensor,
+    sq: Tensor,
+    rows: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    target: Tensor,
+    exact: ExactDistances,
+    budget_bytes: int,
+) -> Tensor:
+    """Per row, the lowest-index other row at exactly ``target`` (which lies in the band [lo, hi])."""
+    out = torch.empty(rows.numel(), dtype=torch.int64, device=xc.device)
+    step = chunk_rows(xc.shape[0], 8, budget_bytes)
+    for start in range(0, rows.numel(), step):
+        chunk = rows[start : start + step]
+        d = _block_sq_distances(xc[chunk], sq[chunk], xc, sq).to(torch.float64)
+        c_lo, c_hi = lo[start : start + step, None], hi[start : start + step, None]
+        band_rows, band_cols = ((d >= c_lo) & (d <= c_hi)).nonzero(as_tuple=True)
+        del d
+        hit = (exact(chunk[band_rows], band_cols) == target[start + band_rows]) & (
+            chunk[band_rows] != band_cols
+        )
+        first = torch.full((chunk.numel(),), xc.shape[0], dtype=torch.int64, device=xc.device)
+        first.scatter_reduce_(0, band_rows[hit], band_cols[hit], reduce="amin")
+        out[start : start + chunk.numel()] = first
     return out
 
 
@@ -463,24 +566,22 @@ def build_knn_graph(
     ``real_radii`` lets a caller reuse the real side (e.g. between a synthetic set and a holdout).
     ``dtype`` (default: the input's) is the fast pass's working precision; the graph is exact either
     way. The cross pass centres both sets on the real mean (distances are translation invariant, and
-    smaller norms mean a smaller rounding bound).
+    smaller norms mean a smaller rounding bound); the real-real pass uses the same centred copy.
     """
     dtype = dtype or real.dtype
     synthetic_radii = within_set_radii(synthetic, k, budget_bytes=budget_bytes, dtype=dtype)
-    if real_radii is None:
-        real_radii = within_set_radii(real, k, budget_bytes=budget_bytes, dtype=dtype)
-
-    device = real.device
-    n, m, dim = real.shape[0], synthetic.shape[0], real.shape[1]
     shift = _mean(real, dtype)
     real_c = _centred(real, shift, dtype)
     r_sq = _sq_norms(real_c)
-    r_sq64 = r_sq.to(torch.float64)
+    if real_radii is None:
+        real_radii = _within_set_radii(real, real_c, r_sq, k, budget_bytes)
+
+    device = real.device
+    n, m, dim = real.shape[0], synthetic.shape[0], real.shape[1]
+    synthetic_c = _centred(synthetic, shift, dtype)
+    s_sq = _sq_norms(synthetic_c)
+    r_sq64, s_sq64 = r_sq.to(torch.float64), s_sq.to(torch.float64)
     tile = _tile_size(real_c, budget_bytes)
-    blocks = [(start, min(m, start + tile)) for start in range(0, m, tile)]
-    s_sq64 = torch.cat(  # synthetic norms up front, for bounds that hold for a whole real column
-        [_sq_norms(_centred(synthetic[a:b], shift, dtype)).to(torch.float64) for a, b in blocks]
-    )
     tau = rounding_bound(dtype, dim, device)
     eps = float(torch.finfo(dtype).eps)
     real_kth_sq, synthetic_kth_sq = real_radii.kth_sq, synthetic_radii.kth_sq
@@ -496,10 +597,15 @@ def build_knn_graph(
     col_near = _NearestCandidates(n, col_slack, RowKeys(synthetic))
     real_keys = RowKeys(real)
 
-    for start, stop in blocks:
-        block = _centred(synthetic[start:stop], shift, dtype)
-        b_sq = _sq_norms(block)
-        b_sq_max = float(b_sq.max())
+    # The tile's comparisons run as float arithmetic and min-reductions wherever they can: on a CPU a
+    # comparison producing a bool tile costs several float passes, and a nonzero() scan more still.
+    # Signs are exact: a - b < 0 exactly when a < b (IEEE subtraction, gradual underflow).
+    buffers = _TileBuffers(min(m, tile), min(n, tile), dtype, device, 3)
+    in_reach = torch.empty(min(m, tile) * min(n, tile), dtype=torch.bool, device=device)
+    for start in range(0, m, tile):
+        stop = min(m, start + tile)
+        block, b_sq = synthetic_c[start:stop], s_sq[start:stop]
+        b_sq_max = float(s_sq64[start:stop].max())
         b_kth = synthetic_kth_sq[start:stop]
         # Rows with a zero radius contain nothing (see _exactly_zero_is_below_nothing).
         b_kth_threshold = torch.where(b_kth == 0, float("-inf"), b_kth).to(dtype)
@@ -508,13 +614,18 @@ def build_knn_graph(
         row_near = _NearestCandidates(stop - start, row_slack, real_keys)
         for c0 in range(0, n, tile):
             c1 = min(n, c0 + tile)
-            d = _block_sq_distances(block, b_sq, real_c[c0:c1], r_sq[c0:c1])
+            shape = (stop - start, c1 - c0)
+            d = _block_sq_distances(block, b_sq, real_c[c0:c1], r_sq[c0:c1], out=buffers(0, *shape))
 
             # Real balls (precision, density, coverage): d < real kth^2, a threshold per column.
             lo, hi = _below_bounds(real_kth_sq[c0:c1], tau * (b_sq_max + r_sq64[c0:c1]), dtype)
-            surely = (d < lo).sum(dim=1, dtype=torch.int32)
-            ball_count[start:stop] += surely
-            unsure = ((d <= hi).sum(dim=1, dtype=torch.int32) > surely).nonzero().flatten()
+            # d - lo < 0: surely inside; lo = -inf (a zero radius): +inf, never inside.
+            from_lo = torch.sub(d, lo, out=buffers(1, *shape))
+            work = torch.clamp(from_lo, max=0.0, out=buffers(2, *shape)).sign_()  # -1: surely inside
+            ball_count[start:stop] -= work.sum(dim=1).to(torch.int64)
+            # (d - lo)(d - hi) <= 0 in the band lo <= d <= hi (a false alarm only re-checks exactly).
+            torch.sub(d, hi, out=work).mul_(from_lo)
+            unsure = (work.amin(dim=1) <= 0).nonzero().flatten()
             if unsure.numel():
                 sub = d[unsure]
                 r_, c_ = ((sub >= lo) & (sub <= hi)).nonzero(as_tuple=True)
@@ -525,20 +636,19 @@ def build_knn_graph(
             tile_col_min = d.amin(dim=0)
             real_covered[c0:c1] |= tile_col_min < lo
 
-            # Nearest real of each synthetic row, and nearest synthetic of each real column.
-            tile_row_min = d.amin(dim=1)
-            torch.minimum(row_min, tile_row_min, out=row_min)
-            reach = _reach(row_min, row_slack)
-            hit = (tile_row_min <= reach).nonzero().flatten()
-            sub = d if hit.numel() == d.shape[0] else d[hit]
-            r_, c_ = (sub <= reach[hit, None]).nonzero(as_tuple=True)
-            row_near.add(hit[r_], c0 + c_, sub[r_, c_], row_min)
+            # Nearest real of each synthetic row, and nearest synthetic of each real column: the pairs
+            # within reach of either running minimum, found in one scan of the tile.
+            torch.minimum(row_min, d.amin(dim=1), out=row_min)
             torch.minimum(col_min[c0:c1], tile_col_min, out=col_min[c0:c1])
-            reach = _reach(col_min[c0:c1], col_slack[c0:c1])
-            hit = (tile_col_min <= reach).nonzero().flatten()
-            sub = d if hit.numel() == d.shape[1] else d.index_select(1, hit)
-            r_, c_ = (sub <= reach[hit][None, :]).nonzero(as_tuple=True)
-            col_near.add(c0 + hit[c_], start + r_, sub[r_, c_], col_min)
+            row_reach = _reach(row_min, row_slack)
+            col_reach = _reach(col_min[c0:c1], col_slack[c0:c1])
+            reach = torch.maximum(row_reach[:, None], col_reach[None, :], out=buffers(1, *shape))
+            mask = torch.le(d, reach, out=in_reach[: d.numel()].view(shape))
+            r_, c_ = mask.nonzero(as_tuple=True)
+            values = d[r_, c_]
+            for_row, for_col = values <= row_reach[r_], values <= col_reach[c_]
+            row_near.add(r_[for_row], c0 + c_[for_row], values[for_row], row_min)
+            col_near.add(c0 + c_[for_col], start + r_[for_col], values[for_col], col_min)
 
             # Synthetic balls (recall): d < synthetic kth^2, a threshold per row, decided per column
             # on the minimum of d - kth^2 with one slack for the tile (d is not needed any more).

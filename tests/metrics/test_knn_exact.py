@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -173,6 +175,50 @@ def test_permuting_rows_permutes_the_exact_graph(name: str) -> None:
     gap = graph.real.nearest_sq[graph.synthetic_nearest_real_index][p_synth]
     assert torch.equal(permuted.real.nearest_sq[permuted.synthetic_nearest_real_index], gap)
     assert float(tails.tail_recall(permuted)) == float(tails.tail_recall(graph))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_nearest_index_is_another_sample_at_exactly_the_nearest_distance(
+    name: str, dtype: torch.dtype
+) -> None:
+    real, synthetic = scenario(name, seed=9)
+    for x in (real, synthetic):
+        for k in usable_ks(x, x, (1, 5)):
+            radii = within_set_radii(x, k, dtype=dtype)
+            assert radii.nearest_index is not None
+            rows = torch.arange(x.shape[0])
+            assert not bool((radii.nearest_index == rows).any()), f"{name} k={k}: a row is its own twin"
+            at = ExactDistances(x, x)(rows, radii.nearest_index)
+            wrong = (at != radii.nearest_sq).nonzero().flatten()
+            assert wrong.numel() == 0, f"{name} k={k}: rows {wrong[:10].tolist()} point elsewhere"
+
+
+def test_the_nearest_index_is_found_on_whole_rows_when_near_ties_overflow_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4-d lattice jittered by 1e-9: float32 cannot order a point's 8 neighbours at ~1, so the exact
+    nearest is often not among its listed candidates."""
+    calls: list[int] = []
+    original = knn._first_match_by_full_rows
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(int(result.numel()))
+        return result
+
+    monkeypatch.setattr(knn, "_first_match_by_full_rows", counting)
+    lattice = torch.tensor(list(itertools.product(range(5), repeat=4)), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(10)
+    x = lattice + 1e-9 * torch.randn(lattice.shape, generator=gen, dtype=torch.float64)
+    radii = within_set_radii(x, 1, dtype=torch.float32)
+    assert calls, "the whole-row path was not taken"
+    rows = torch.arange(x.shape[0])
+    assert radii.nearest_index is not None
+    assert torch.equal(ExactDistances(x, x)(rows, radii.nearest_index), radii.nearest_sq)
+    assert not bool((radii.nearest_index == rows).any())
+    reference = ((x[:, None] - x[None]) ** 2).sum(-1).fill_diagonal_(float("inf")).min(dim=1).values
+    torch.testing.assert_close(radii.nearest_sq, reference, rtol=REFERENCE_DISTANCE_RTOL, atol=0.0)
 
 
 def test_ties_beyond_the_candidate_list_are_resolved_on_whole_rows(monkeypatch: pytest.MonkeyPatch) -> None:
