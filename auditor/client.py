@@ -83,6 +83,20 @@ class AuditorClient:
     def report(self, audit_id: str) -> str:
         return self._request("GET", f"/v1/audits/{audit_id}/report").text
 
+    def samples(self, audit_id: str, **query: Any) -> dict[str, Any]:
+        """One page of an audit's per-sample evidence: ``side``, ``flag``, ``mode``, ``order``, ``limit``,
+        ``cursor`` as ``GET /v1/audits/{id}/samples`` takes them."""
+        params = {k: v for k, v in query.items() if v is not None}
+        return self._json("GET", f"/v1/audits/{audit_id}/samples", params=params)
+
+    def samples_parquet(self, audit_id: str, **query: Any) -> bytes:
+        """Every sample matching the filters, as parquet bytes (``format=parquet``)."""
+        params = {k: v for k, v in query.items() if v is not None and k not in ("limit", "cursor")}
+        response = self._request(
+            "GET", f"/v1/audits/{audit_id}/samples", params={**params, "format": "parquet"}
+        )
+        return response.content
+
     def trends(self, project: str, metric: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/projects/{project}/trends", params={"metric": metric})
 

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_kid_subsets: int = Field(default=1_000, ge=1, description="Largest params.kid_subsets.")
     max_kid_subset_size: int = Field(default=10_000, ge=2, description="Largest params.kid_subset_size.")
     max_num_modes: int = Field(default=1_024, ge=2, description="Largest params.num_modes.")
+    max_artifact_mb: int = Field(
+        default=64,
+        ge=0,
+        le=1024,  # PostgreSQL's bytea holds at most 1 GiB
+        description="Largest per-sample diagnostics stored with an audit (MiB, every side's parquet "
+        "together); above it the audit stores none and warns (DiagnosticsWarning). 0 = never store.",
+    )
 
     # Storage and inputs.
     artifact_root: str | None = Field(

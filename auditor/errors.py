@@ -14,10 +14,15 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     │   ├── DimensionMismatchError    (422, exit 2) the two sides do not share a feature space
     │   ├── TooFewSamplesError        (422, exit 2) not enough samples for the requested metric
     │   ├── SchemaMismatchError       (422, exit 2) tables with different columns
-    │   ├── UnknownNameError          (422, exit 2) unknown extractor / metric / device
-    │   └── PolicyError               (422, exit 2) a gate policy that cannot be applied
+    │   ├── UnknownNameError          (422, exit 2) unknown extractor / metric / device / parameter
+    │   ├── ExtractorRequiredError    (422, exit 2) data whose extractor must be chosen (images)
+    │   ├── PolicyError               (422, exit 2) a gate policy that cannot be applied
+    │   ├── InvalidFilterError        (422, exit 2) a samples filter or order the side does not have
+    │   └── InvalidCursorError        (422, exit 2) a page cursor that is not one the server issued
     ├── NotFoundError                 (404, exit 2) an audit / project id that does not exist
+    │   └── NoDiagnosticsError        (404, exit 2) a succeeded audit without per-sample diagnostics
     ├── ConflictError                 (409, exit 2) the request conflicts with the audit's state
+    │   └── NotComputedError          (409, exit 2) a diagnostic the audit's metrics did not compute
     ├── AuthError                     (401, exit 2) missing or unknown API key
     │   └── ForbiddenError            (403, exit 2) the key may not touch this project / action
     └── ServiceUnavailableError       (503, exit 3) a dependency (database, broker, store) is down
@@ -96,8 +101,23 @@ class UnknownNameError(BadInputError):
     code = "unknown_name"
 
 
+class ExtractorRequiredError(BadInputError):
+    """The extractor was left to be inferred, but the data does not decide it: images have several
+    extractors, none neutral. ``details["extractors"]`` lists the candidates, recommended first."""
+
+    code = "extractor_required"
+
+
 class PolicyError(BadInputError):
     code = "invalid_policy"
+
+
+class InvalidFilterError(BadInputError):
+    code = "invalid_filter"
+
+
+class InvalidCursorError(BadInputError):
+    code = "invalid_cursor"
 
 
 class NotFoundError(AuditorError):
@@ -106,10 +126,24 @@ class NotFoundError(AuditorError):
     exit_code = 2
 
 
+class NoDiagnosticsError(NotFoundError):
+    """The audit succeeded but stored no per-sample tables (recorded before they existed, over
+    ``AUDITOR_MAX_ARTIFACT_MB``, no neighbour or mode metric requested, or no holdout side)."""
+
+    code = "no_diagnostics"
+
+
 class ConflictError(AuditorError):
     code = "conflict"
     http_status = 409
     exit_code = 2
+
+
+class NotComputedError(ConflictError):
+    """A samples filter or order on a column the audit did not compute (e.g. ``flag=memorized`` when
+    no neighbour metric was requested)."""
+
+    code = "not_computed"
 
 
 class AuthError(AuditorError):

@@ -450,6 +450,56 @@ class AuditsPage(BaseModel):
     )
 
 
+class SamplePublic(BaseModel):
+    """One sample's evidence (README "Per-sample evidence"). A synthetic or holdout row has the
+    ``nearest_real_*``, ``real_ball_count``, ``in_real_support``, ``authentic``, ``memorized``,
+    ``nearest_synthetic_*`` and ``duplicate`` fields (for a holdout row "synthetic" means the holdout
+    set); a real row has ``covered``, ``in_synthetic_manifold``, ``nearest_synthetic_distance``,
+    ``knn_radius`` and ``tail``. The other side's fields are absent; a field the audit did not compute
+    is null (every k-NN field when no k-NN metric was requested; ``mode`` is -1 without a mode metric),
+    and so is a non-finite distance or ratio (the parquet download keeps ``inf`` / ``NaN``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(description="Row of the sample in its dataset as given (input order, from 0).")
+    key: str | None = Field(description="The sample's key (file key, 'line N', row number); null if unknown.")
+    nearest_real_index: int | None = None
+    nearest_real_key: str | None = None
+    nearest_real_distance: float | None = None
+    nearest_real_ratio: float | None = Field(
+        None, description="nearest_real_distance / that real sample's own nearest-real distance."
+    )
+    real_ball_count: int | None = Field(None, description="How many real k-NN balls hold the sample.")
+    in_real_support: bool | None = Field(None, description="Inside some real k-NN ball (precision).")
+    authentic: bool | None = None
+    memorized: bool | None = Field(None, description="Within tau of a real sample (memorization_rate).")
+    nearest_synthetic_index: int | None = None
+    nearest_synthetic_key: str | None = None
+    nearest_synthetic_distance: float | None = None
+    duplicate: bool | None = Field(None, description="Within tau of another sample of its set.")
+    covered: bool | None = Field(None, description="Its k-NN ball holds a synthetic sample (coverage).")
+    in_synthetic_manifold: bool | None = Field(None, description="Inside a synthetic k-NN ball (recall).")
+    knn_radius: float | None = None
+    tail: bool | None = Field(None, description="Among the sparsest real samples (tail_recall).")
+    mode: int = Field(description="Mode (k-means cluster of the real data); -1 when not computed.")
+
+
+# Opaque keyset position (URL-safe base64, no padding); a malformed one is 422 invalid_cursor.
+SAMPLES_CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}$"
+
+
+class SamplesPage(BaseModel):
+    audit_id: str
+    side: str = Field(description="synthetic | real | holdout")
+    total: int = Field(description="Samples matching the filters (on every page).")
+    items: list[SamplePublic]
+    next_cursor: str | None = Field(
+        None,
+        pattern=SAMPLES_CURSOR_PATTERN,
+        description="Pass as ?cursor= for the next page; null at the end.",
+    )
+
+
 class TrendPointPublic(BaseModel):
     audit_id: str
     created_at: datetime

@@ -84,12 +84,13 @@ def audit(
         str | None, typer.Option(help="Real holdout: gives every metric its real-vs-real noise floor.")
     ] = None,
     extractor: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="precomputed | tabular | inception-v3-fid | dinov2-vitb14 | dinov2-vitl14 | clip-vit-b32 | "
-            "text-minilm"
+            "text-minilm (default: inferred from the data: embeddings precomputed, tables tabular, text "
+            "text-minilm; images need one named)"
         ),
-    ] = "precomputed",
+    ] = None,
     key: Annotated[str | None, typer.Option(help="Array name (npz/pt) or column (parquet) to read.")] = None,
     option: Annotated[
         list[str] | None,
@@ -152,6 +153,16 @@ def audit(
         )
     except ValidationError as exc:
         raise BadInputError(f"invalid parameters: {describe_validation_error(exc)}") from None
+    sides = {
+        "real": DatasetRef(uri=real, options=options),
+        "synthetic": DatasetRef(uri=synthetic, options=options),
+    }
+    if holdout:
+        sides["holdout"] = DatasetRef(uri=holdout, options=options)
+    if extractor is None:
+        from auditor.extractors.inference import infer_extractor
+
+        extractor = infer_extractor(sides, settings.data_root_paths())
     database = None if no_store else Database(settings)
     if parent and database is not None:
         from auditor.db import queries
@@ -159,9 +170,9 @@ def audit(
         with database.scope() as session:  # accept a unique prefix, as `show` does
             parent = queries.get_audit(session, parent).id
     spec = AuditSpec(
-        real=DatasetRef(uri=real, options=options),
-        synthetic=DatasetRef(uri=synthetic, options=options),
-        holdout=DatasetRef(uri=holdout, options=options) if holdout else None,
+        real=sides["real"],
+        synthetic=sides["synthetic"],
+        holdout=sides.get("holdout"),
         extractor=extractor,
         extractor_options=_parse_pairs(extractor_option, "--extractor-option"),
         params=params,
@@ -299,8 +310,9 @@ def main() -> None:  # pragma: no cover - console-script entry
 
 # --- service verbs (auditor/cli/service.py) -----------------------------------------------------------------
 def _register_service_commands() -> None:
-    from auditor.cli import service
+    from auditor.cli import samples, service
 
+    app.command()(samples.samples)
     app.command()(service.serve)
     app.command()(service.worker)
     app.command()(service.submit)

@@ -220,6 +220,47 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
     return fmt
 
 
+def peek_modality(
+    uri: str,
+    *,
+    format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    data_roots: Sequence[Path] | None = None,
+) -> tuple[str, str] | None:
+    """``(format, modality)`` of a reference told without reading its samples, or None when telling
+    takes more (a remote parquet file, a local path with no known suffix that is not a directory).
+
+    The same rules as resolution, minus the I/O: the ``modality`` option, the explicit format or the
+    name's suffix; a brace pattern is WebDataset; a local directory, or a remote name without a suffix,
+    is images; a local parquet file is told by its schema (its footer only). Nothing is hashed or
+    downloaded. Bad options and formats raise as they would on resolution.
+    """
+    opts = DatasetOptions.parse(options)
+    parsed = parse_uri(uri)
+    explicit = normalise_format(format) if format else None
+    if explicit is None and has_braces(parsed.path):
+        fmt = "webdataset"
+    elif explicit is not None:
+        fmt = explicit
+    elif parsed.is_local:
+        path = confine_local_path(parsed.path, data_roots)
+        guessed = format_from_name(path.name)
+        if guessed is None and not path.is_dir():
+            return None
+        fmt = guessed or "image_folder"
+    else:
+        name = urlparse(parsed.path).path.rstrip("/").rsplit("/", 1)[-1]
+        fmt = format_from_name(name) or "image_folder"
+    local: Path | None = None
+    if fmt == "parquet" and opts.modality is None:
+        if not parsed.is_local:
+            return None
+        local = confine_local_path(parsed.path, data_roots)
+        if not local.is_file():
+            return None
+    return fmt, _choose_modality(fmt, opts, local)
+
+
 def resolve_local_path(
     uri: str, data_roots: Sequence[Path] | None = None, *, allow_directory: bool = False
 ) -> Path:

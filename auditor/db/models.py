@@ -1,4 +1,5 @@
-"""Tables: projects, datasets, audits (state, timings, lineage, the result document) and metric values.
+"""Tables: projects, datasets, audits (state, timings, lineage, the result document), metric values and
+the files stored with an audit (its per-sample diagnostics as parquet).
 
 Metric values are stored in long form, one row per (audit, metric), so trend queries are plain SQL::
 
@@ -166,6 +167,34 @@ class MetricValue(Base):
 
     def __repr__(self) -> str:
         return f"MetricValue(audit_id={self.audit_id!r}, metric={self.metric!r}, value={self.value!r})"
+
+
+class AuditArtifact(Base):
+    """A file stored with an audit (``samples/<side>.parquet``: its per-sample diagnostics).
+
+    Written in the transaction that completes the audit, so a result and its evidence are never out of
+    step; a re-scored audit replaces them. In SQL rather than the artifact store: they are small (bounded
+    by ``AUDITOR_MAX_ARTIFACT_MB``), belong to one audit, and go with it (ON DELETE CASCADE), backed up
+    with the rest of the history. Readers select the metadata first and load ``content`` only when the
+    file is needed (:func:`auditor.db.queries.audit_artifact_content`).
+    """
+
+    __tablename__ = "audit_artifacts"
+    __table_args__ = (sa.UniqueConstraint("audit_id", "name"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    audit_id: Mapped[str] = mapped_column(sa.ForeignKey("audits.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    media_type: Mapped[str] = mapped_column(sa.String(100))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    audit: Mapped[Audit] = relationship(lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"AuditArtifact(audit_id={self.audit_id!r}, name={self.name!r}, size={self.size!r})"
 
 
 class AuditEvent(Base):

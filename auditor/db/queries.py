@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -21,9 +21,20 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import ORMOption
 
 from auditor.db.base import utcnow
-from auditor.db.models import PROJECT_NAME_MAX, Audit, AuditEvent, Dataset, MetricValue, Project
+from auditor.db.models import (
+    PROJECT_NAME_MAX,
+    Audit,
+    AuditArtifact,
+    AuditEvent,
+    Dataset,
+    MetricValue,
+    Project,
+)
 from auditor.errors import BadInputError, NotFoundError, UnknownNameError
 from auditor.metrics import METRICS
+
+if TYPE_CHECKING:
+    from auditor.pipeline.result import Artifact
 
 MIN_PREFIX = 6
 AUDIT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -45,6 +56,17 @@ class TrendPoint:
     ci_high: float | None
     baseline: float | None
     protocol_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A file stored with an audit, without its content (:func:`audit_artifact_content` reads that)."""
+
+    name: str
+    media_type: str
+    sha256: str
+    size: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -154,13 +176,18 @@ def create_audit(
 
 
 def complete_audit(
-    session: Session, audit_id: str, document: dict[str, Any], report_data: dict[str, Any] | None = None
+    session: Session,
+    audit_id: str,
+    document: dict[str, Any],
+    report_data: dict[str, Any] | None = None,
+    artifacts: Sequence[Artifact] = (),
 ) -> Audit:
-    """Record a finished audit's result document (see :mod:`auditor.pipeline.result`).
+    """Record a finished audit's result document (see :mod:`auditor.pipeline.result`), with the files
+    stored beside it (its per-sample diagnostics) in the same transaction.
 
     Dataset rows are reused when the same reference with the same content was audited before in the
-    project; metric values are (re)written in long form. Completing twice overwrites, so a retried
-    worker cannot leave duplicate metric rows.
+    project; metric values and artifacts are (re)written. Completing twice overwrites, so a retried
+    worker cannot leave duplicate metric rows or stale artifacts.
     """
     audit = _audit_for_update(session, audit_id)
     if document.get("audit_id", audit_id) != audit_id:
@@ -194,6 +221,7 @@ def complete_audit(
         ]
         if rows:  # one multi-row INSERT, not one round trip per metric
             session.execute(sa.insert(MetricValue), rows)
+        _write_artifacts(session, audit_id, artifacts)
     audit.real_dataset_id = real.id
     audit.synthetic_dataset_id = synthetic.id
     audit.holdout_dataset_id = holdout_row.id if holdout_row is not None else None
@@ -215,6 +243,25 @@ def complete_audit(
     session.flush()
     record_event(session, audit_id, "succeeded", at=finished)
     return audit
+
+
+def _write_artifacts(session: Session, audit_id: str, artifacts: Sequence[Artifact]) -> None:
+    session.execute(sa.delete(AuditArtifact).where(AuditArtifact.audit_id == audit_id))
+    now = utcnow()
+    rows = [
+        {
+            "audit_id": audit_id,
+            "name": artifact.name,
+            "media_type": artifact.media_type,
+            "sha256": artifact.sha256,
+            "size": artifact.size,
+            "content": artifact.content,
+            "created_at": now,
+        }
+        for artifact in artifacts
+    ]
+    if rows:
+        session.execute(sa.insert(AuditArtifact), rows)
 
 
 def fail_audit(session: Session, audit_id: str, *, code: str, message: str) -> Audit:
@@ -348,6 +395,43 @@ def protocol_lineage(session: Session, audit: Audit, *, limit: int = 100) -> lis
         .limit(limit)
     )
     return list(session.scalars(query).all())
+
+
+def audit_artifacts(session: Session, audit_id: str, name: str | None = None) -> list[StoredArtifact]:
+    """The files stored with an audit (or only the one called ``name``), by name, without content."""
+    query = sa.select(
+        AuditArtifact.name,
+        AuditArtifact.media_type,
+        AuditArtifact.sha256,
+        AuditArtifact.size,
+        AuditArtifact.created_at,
+    ).where(AuditArtifact.audit_id == audit_id)
+    if name is not None:
+        query = query.where(AuditArtifact.name == name)
+    return [
+        StoredArtifact(
+            name=row.name,
+            media_type=row.media_type,
+            sha256=row.sha256,
+            size=row.size,
+            created_at=row.created_at,
+        )
+        for row in session.execute(query.order_by(AuditArtifact.name))
+    ]
+
+
+def audit_artifact(session: Session, audit_id: str, name: str) -> StoredArtifact | None:
+    """One stored file's metadata (name, media type, sha256, size), or None."""
+    rows = audit_artifacts(session, audit_id, name)
+    return rows[0] if rows else None
+
+
+def audit_artifact_content(session: Session, audit_id: str, name: str) -> bytes | None:
+    """One stored file's bytes, or None."""
+    content = session.scalar(
+        sa.select(AuditArtifact.content).where(AuditArtifact.audit_id == audit_id, AuditArtifact.name == name)
+    )
+    return bytes(content) if content is not None else None
 
 
 def audit_events(session: Session, audit_id: str) -> list[AuditEvent]:

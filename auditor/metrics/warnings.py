@@ -7,3 +7,7 @@ class AuditWarning(UserWarning):
 
 class SampleSizeWarning(AuditWarning):
     """A sample size that biases or destabilises a metric (N < d, unequal sets, small subsets)."""
+
+
+class DiagnosticsWarning(AuditWarning):
+    """Per-sample diagnostics that were computed but not stored (over AUDITOR_MAX_ARTIFACT_MB)."""

@@ -28,7 +28,7 @@ from auditor.metrics.bootstrap import (
     percentile_interval,
     resample_index_chunks,
 )
-from auditor.metrics.canonical import canonical_rows
+from auditor.metrics.canonical import canonical_order
 from auditor.metrics.fid import frechet_distance
 from auditor.metrics.gaussian import GaussianStats, weighted_stats
 from auditor.metrics.kid import kernel_inception_distance
@@ -46,6 +46,7 @@ from auditor.metrics.modes import (
 from auditor.metrics.spectrum import effective_rank, entropy_of, normalized_spectrum
 from auditor.metrics.vendi import vendi_score, vendi_scores
 from auditor.metrics.warnings import SampleSizeWarning
+from auditor.pipeline.diagnostics import Columns, SideRows, sample_columns
 from auditor.pipeline.progress import NullProgress, ProgressReporter
 from auditor.pipeline.report_data import ReportData
 
@@ -133,6 +134,10 @@ class Evaluation:
     warnings: list[dict[str, str]]
     report: ReportData
     details: dict[str, Any]
+    # Per-sample evidence by side, rows in input order (auditor.pipeline.diagnostics); which parts were
+    # computed: {"knn": bool, "modes": bool}.
+    samples: dict[str, Columns] = field(default_factory=dict)
+    samples_computed: dict[str, bool] = field(default_factory=dict)
 
 
 def _generator(seed: int, purpose: str) -> torch.Generator:
@@ -261,10 +266,11 @@ def _knn_metrics(
     progress: ProgressReporter,
     out: dict[str, MetricValue],
     details: dict[str, Any],
-) -> None:
+) -> tuple[KnnGraph, KnnGraph | None] | None:
+    """The kNN metrics; returns the graphs (synthetic, holdout) they read, for the diagnostics."""
     wanted = [name for name in params.metrics if name in KNN_METRICS]
     if not wanted:
-        return
+        return None
     dtype = torch.float32 if params.knn_dtype == "float32" else torch.float64
     budget = params.budget_bytes
     progress.start("knn", 2 if holdout is not None else 1)
@@ -288,6 +294,7 @@ def _knn_metrics(
             params,
             _generator(params.seed, "bootstrap"),
         )
+    return graph, holdout_graph
 
 
 def _spectral_metrics(
@@ -454,10 +461,11 @@ def _mode_metrics(
     out: dict[str, MetricValue],
     report: ReportData,
     details: dict[str, Any],
-) -> None:
+) -> dict[str, Tensor] | None:
+    """The mode metrics; returns every side's labels (real, synthetic, holdout), for the diagnostics."""
     wanted = [n for n in ("mode_coverage", "mode_jsd") if n in params.metrics]
     if not wanted:
-        return
+        return None
     gen = _generator(params.seed, "modes")
     k = params.num_modes or choose_num_modes(real.shape[0])
     k = min(k, real.shape[0])
@@ -467,12 +475,14 @@ def _mode_metrics(
     real_labels = assign_to_centroids(real.double(), centroids).cpu()
     synth_labels = assign_to_centroids(synthetic.double(), centroids).cpu()
     hist = mode_histogram(real_labels, synth_labels, k)
+    labels = {"real": real_labels, "synthetic": synth_labels}
     report.mode_real_share = hist.real_share.tolist()
     report.mode_synthetic_share = hist.synthetic_share.tolist()
     fns = {"mode_coverage": mode_coverage, "mode_jsd": mode_jsd}
     baseline: dict[str, float] = {}
     if holdout is not None:
-        hold_hist = mode_histogram(real_labels, assign_to_centroids(holdout.double(), centroids).cpu(), k)
+        labels["holdout"] = assign_to_centroids(holdout.double(), centroids).cpu()
+        hold_hist = mode_histogram(real_labels, labels["holdout"], k)
         baseline = {name: float(fns[name](hold_hist)) for name in wanted}
     replicates: dict[str, list[float]] = {name: [] for name in wanted}
     if params.bootstrap > 0:
@@ -490,6 +500,7 @@ def _mode_metrics(
         out[name] = _plug_in_value(
             float(fns[name](hist)), baseline.get(name), replicates[name], params.confidence, upper=1.0
         )
+    return labels
 
 
 def _projection(real: Tensor, synthetic: Tensor, seed: int, report: ReportData) -> None:
@@ -542,13 +553,17 @@ def evaluate(
         # Every stage reads the sides in canonical row order (auditor.metrics.canonical): seeded draws
         # (subsets, subsamples, bootstrap resamples, k-means seeds) and sums then do not depend on the
         # order of the input rows, so neither do values and intervals.
-        real, synthetic = canonical_rows(real), canonical_rows(synthetic)
-        holdout = canonical_rows(holdout) if holdout is not None else None
-        _knn_metrics(real, synthetic, holdout, params, progress, metrics, details)
+        # The permutations are kept: the per-sample diagnostics map every row back to the input.
+        orders = {"real": canonical_order(real), "synthetic": canonical_order(synthetic)}
+        real, synthetic = real[orders["real"]], synthetic[orders["synthetic"]]
+        if holdout is not None:
+            orders["holdout"] = canonical_order(holdout)
+            holdout = holdout[orders["holdout"]]
+        graphs = _knn_metrics(real, synthetic, holdout, params, progress, metrics, details)
         _spectral_metrics(real, synthetic, holdout, params, progress, metrics, report)
         _vendi_metrics(real, synthetic, holdout, params, progress, metrics, details)
         _kid_metric(real, synthetic, holdout, params, progress, metrics)
-        _mode_metrics(real, synthetic, holdout, params, progress, metrics, report, details)
+        labels = _mode_metrics(real, synthetic, holdout, params, progress, metrics, report, details)
         _projection(real, synthetic, params.seed, report)
     recorded = [
         {"category": w.category.__name__, "message": str(w.message)}
@@ -559,4 +574,15 @@ def evaluate(
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ordered = {name: metrics[name] for name in params.metrics if name in metrics}
-    return Evaluation(metrics=ordered, warnings=recorded, report=report, details=details)
+    rows = {
+        side: SideRows(order, labels[side] if labels is not None else None) for side, order in orders.items()
+    }
+    graph, holdout_graph = graphs if graphs is not None else (None, None)
+    return Evaluation(
+        metrics=ordered,
+        warnings=recorded,
+        report=report,
+        details=details,
+        samples=sample_columns(graph, holdout_graph, rows, tail_fraction=params.tail_fraction),
+        samples_computed={"knn": graphs is not None, "modes": labels is not None},
+    )

@@ -21,7 +21,11 @@ Shape (``schema_version`` 1; documented in README "Result document")::
       "details":   {"copy_threshold_tau": float, "num_modes": int, ...},
       "timings":   {"load_s": float, "embed_s": float, "score_s": float, "total_s": float},
       "device":    "cpu" | "cuda:0",
-      "verdict":   {"passed": bool | null, "rules": [rule outcome, see auditor.policy]}
+      "verdict":   {"passed": bool | null, "rules": [rule outcome, see auditor.policy]},
+      "diagnostics": {"rows": {"synthetic": int, "real": int, "holdout": int},   # per-sample tables
+                      "computed": {"knn": bool, "modes": bool},
+                      "artifacts": ["samples/synthetic.parquet", ...],  # stored with the audit
+                      "bytes": int, "omitted": str | null}              # why none are stored
     }
 """
 
@@ -29,11 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from auditor.metrics import METRICS
 from auditor.pipeline.report_data import ReportData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_VERSION = 1
 
@@ -61,10 +68,36 @@ def protocol_fingerprint(
     return protocol
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A file stored with an audit, in its own table (``audit_artifacts``), written with the result."""
+
+    name: str  # e.g. samples/synthetic.parquet
+    media_type: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
 @dataclass
 class AuditResult:
+    """The document, the report's arrays, and the per-sample tables.
+
+    ``samples``: one Arrow table per side (:mod:`auditor.samples`), always, for in-process callers;
+    ``artifacts``: what is stored with the audit (the same tables as parquet; empty when they are over
+    ``AUDITOR_MAX_ARTIFACT_MB``, see ``document["diagnostics"]["omitted"]``).
+    """
+
     document: dict[str, Any]
     report: ReportData
+    samples: dict[str, pa.Table] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
 
     @property
     def audit_id(self) -> str:

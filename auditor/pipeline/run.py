@@ -80,7 +80,9 @@ def run_audit(
         raise
     if session_scope is not None:
         with session_scope() as session:
-            queries.complete_audit(session, audit_id, result.document, result.report.to_dict())
+            queries.complete_audit(
+                session, audit_id, result.document, result.report.to_dict(), result.artifacts
+            )
     return result
 
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,10 +29,11 @@ from auditor.datasets.skips import SkipReport
 from auditor.errors import UnknownNameError
 from auditor.extractors import get_extractor
 from auditor.extractors.base import FeatureExtractor, LoadedDataset
-from auditor.pipeline.evaluate import evaluate
+from auditor.metrics.warnings import DiagnosticsWarning
+from auditor.pipeline.evaluate import Evaluation, evaluate
 from auditor.pipeline.limits import apply_operator_limits
 from auditor.pipeline.progress import NullProgress, ProgressReporter
-from auditor.pipeline.result import SCHEMA_VERSION, AuditResult, protocol_fingerprint
+from auditor.pipeline.result import SCHEMA_VERSION, Artifact, AuditResult, protocol_fingerprint
 from auditor.pipeline.spec import AuditSpec, DatasetRef
 from auditor.policy import Policy, evaluate_policy, no_policy_verdict
 
@@ -297,6 +299,75 @@ def _side_doc(dataset: LoadedDataset, side: SideFeatures) -> dict[str, Any]:
     return doc
 
 
+def sample_keys(dataset: LoadedDataset, n_rows: int) -> list[str] | None:
+    """The key of each of the ``n_rows`` feature rows of a side (image keys, ``line N``, row numbers),
+    or None when the dataset cannot say which sample a row is.
+
+    None happens for a table or array file read with ``max_samples`` whose row count is not known
+    up front (csv, npz, pt), and for images skipped while decoding when more were skipped than the
+    skip report names (5 per reason).
+    """
+    resolved = dataset.resolved
+    if resolved is None:
+        return [str(i) for i in range(n_rows)]
+    keys = resolved.sample_keys()
+    if len(keys) == n_rows:
+        return keys
+    if not keys and resolved.modality in ("embeddings", "table") and resolved.options.max_samples is None:
+        return [str(i) for i in range(n_rows)]  # read whole: a row's number is its key
+    skipped = resolved.loader_skips()
+    if skipped is not None and sum(len(v) for v in skipped.examples.values()) == skipped.skipped:
+        named = {key for examples in skipped.examples.values() for key in examples}
+        kept = [key for key in keys if key not in named]
+        if len(kept) == n_rows:
+            return kept
+    return None
+
+
+def _sample_tables(
+    evaluation: Evaluation,
+    loaded: dict[str, LoadedDataset],
+    features: dict[str, torch.Tensor],
+    settings: Settings,
+) -> tuple[dict[str, Any], list[Artifact], dict[str, Any]]:
+    """The per-sample tables, what is stored of them and the document's ``diagnostics`` entry.
+
+    Over ``AUDITOR_MAX_ARTIFACT_MB`` nothing is stored (a :class:`DiagnosticsWarning` says so): the
+    metrics are the audit's result, the evidence is worth less than failing the audit.
+    """
+    from auditor import samples
+
+    keys = {side: sample_keys(loaded[side], int(x.shape[0])) for side, x in features.items()}
+    tables = samples.build_tables(evaluation.samples, keys)
+    computed = dict(evaluation.samples_computed)
+    info: dict[str, Any] = {
+        "rows": {side: table.num_rows for side, table in tables.items()},
+        "computed": computed,
+        "artifacts": [],
+        "bytes": 0,
+        "omitted": None,
+    }
+    if not any(computed.values()):
+        info["omitted"] = "no k-NN or mode metric was requested"
+        return tables, [], info
+    artifacts = samples.encode_artifacts(tables)
+    size = sum(artifact.size for artifact in artifacts)
+    info["bytes"] = size
+    limit = settings.max_artifact_mb << 20
+    if size > limit:
+        info["omitted"] = (
+            f"the per-sample tables take {size:,} bytes ({size / 2**20:.2f} MiB), over "
+            f"AUDITOR_MAX_ARTIFACT_MB={settings.max_artifact_mb}"
+        )
+        warnings.warn(
+            f"no per-sample diagnostics stored: {info['omitted']}", DiagnosticsWarning, stacklevel=3
+        )
+        evaluation.warnings.append({"category": DiagnosticsWarning.__name__, "message": info["omitted"]})
+        return tables, [], info
+    info["artifacts"] = [artifact.name for artifact in artifacts]
+    return tables, artifacts, info
+
+
 def score(
     prepared: Prepared,
     loaded: dict[str, LoadedDataset],
@@ -307,8 +378,9 @@ def score(
     generation: int | None,
     timings: StageTimings,
     progress: ProgressReporter | None = None,
+    settings: Settings | None = None,
 ) -> AuditResult:
-    """Metrics, verdict and the result document from each side's features."""
+    """Metrics, verdict, the result document and the per-sample tables from each side's features."""
     progress = progress or NullProgress()
     spec = prepared.spec
     features = {side: value.features.to(prepared.device) for side, value in sides.items()}
@@ -316,6 +388,7 @@ def score(
     evaluation = evaluate(
         features["real"], features["synthetic"], features.get("holdout"), spec.params, progress=progress
     )
+    tables, artifacts, diagnostics = _sample_tables(evaluation, loaded, features, settings or get_settings())
     timings.add("score_s", time.perf_counter() - start)
 
     metrics_doc = {name: value.to_dict() for name, value in evaluation.metrics.items()}
@@ -351,5 +424,6 @@ def score(
         "timings": {k: round(v, 4) for k, v in timings.values.items()},
         "device": str(prepared.device),
         "verdict": verdict,
+        "diagnostics": diagnostics,
     }
-    return AuditResult(document=document, report=evaluation.report)
+    return AuditResult(document=document, report=evaluation.report, samples=tables, artifacts=artifacts)

@@ -275,12 +275,14 @@ def _score(
         generation=audit.generation,
         timings=timings,
         progress=progress,
+        settings=context.settings,
     )
-    # One closing transaction: the last progress, the cancel check and the result.
+    # One closing transaction: the last progress, the cancel check, the result and its per-sample
+    # diagnostics (written by this worker straight to SQL: nothing but the audit id crosses the broker).
     with context.session() as session:
         if lifecycle.set_progress(session, audit_id, progress.take_pending()):
             raise AuditCancelled(audit_id)
-        queries.complete_audit(session, audit_id, result.document, result.report.to_dict())
+        queries.complete_audit(session, audit_id, result.document, result.report.to_dict(), result.artifacts)
 
 
 def _run_stage(

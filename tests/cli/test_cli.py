@@ -258,3 +258,65 @@ def test_malformed_option_is_bad_input(cli: CliRunner, data: dict[str, Path]) ->
         cli, "--real", data["real"], "--synthetic", data["synth"], "--option", "max_samples=-3"
     )
     assert code == 2 and "max_samples" in err
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("npy", "precomputed"), ("csv", "tabular"), ("txt", "text-minilm")]
+)
+def test_without_extractor_the_data_decides_it(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, expected: str
+) -> None:
+    monkeypatch.setenv("AUDITOR_HOME", str(tmp_path / "home"))
+    sides = {}
+    for side in ("real", "synth"):
+        array = np.load(data[side])
+        sides[side] = data[side] if kind == "npy" else tmp_path / f"{side}.{kind}"
+        if kind == "csv":
+            np.savetxt(sides[side], array, delimiter=",", header=",".join("abcdef"), comments="")
+        elif kind == "txt":  # a small corpus: one text per line
+            sides[side].write_text(
+                "\n".join(f"sample {i} reads {row[0]:.3f}" for i, row in enumerate(array[:12]))
+            )
+    metrics = ["--metrics", "precision,recall", "--nearest-k", "3", "--bootstrap", "5"]
+    code, out, err = _audit(
+        CliRunner(),
+        "--real",
+        sides["real"],
+        "--synthetic",
+        sides["synth"],
+        *metrics,
+        "--no-store",
+        "--json",
+        "-",
+    )
+    assert code == 0, err
+    assert json.loads(out)["extractor"]["name"] == expected
+    # Named, it is used as given: here the wrong one for the data, so the audit is refused.
+    other = "tabular" if expected != "tabular" else "precomputed"
+    code, _, err = _audit(
+        CliRunner(),
+        "--real",
+        sides["real"],
+        "--synthetic",
+        sides["synth"],
+        "--extractor",
+        other,
+        *metrics,
+        "--no-store",
+    )
+    assert code == 2 and ("[wrong_modality]" in err or "[dataset_format]" in err), err
+
+
+def test_without_extractor_images_exit_two_listing_the_image_extractors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.digit_images import digit_pixels, write_image_folder
+
+    monkeypatch.setenv("AUDITOR_HOME", str(tmp_path / "home"))
+    write_image_folder(tmp_path / "digits", digit_pixels(0, 4))
+    code, out, err = _audit(
+        CliRunner(), "--real", tmp_path / "digits", "--synthetic", tmp_path / "digits", "--no-store"
+    )
+    assert code == 2, (out, err)
+    assert "error [extractor_required]" in err and "dinov2-vitb14 (recommended)" in err
+    assert "inception-v3-fid" in err and "Traceback" not in err

@@ -131,6 +131,20 @@ def test_importing_the_cli_and_the_client_loads_no_heavy_module() -> None:
     assert json.loads(proc.stdout) == []
 
 
+def test_importing_auditor_and_its_public_names_loads_no_heavy_module() -> None:
+    """A notebook's ``import auditor`` (and reading ``auditor.audit``) costs no torch: the pipeline is
+    imported when an audit runs."""
+    code = (
+        "import json, sys\n"
+        "import auditor\n"
+        "names = [getattr(auditor, name) for name in auditor.__all__]\n"
+        f"print(json.dumps(sorted({{m.partition('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -144,6 +158,7 @@ def test_importing_the_cli_and_the_client_loads_no_heavy_module() -> None:
         ["submit", "--help"],
         ["wait", "--help"],
         ["gate", "--help"],
+        ["samples", "--help"],
         ["db", "--help"],
         ["db", "upgrade", "--help"],
         ["keys", "--help"],
@@ -217,6 +232,7 @@ def test_history_and_show_of_recorded_audits(env: Env, monkeypatch: pytest.Monke
         ["wait", "f" * 32, "--timeout", "5"],
         ["submit", "--real", "r.npy", "--synthetic", "s.npy"],
         ["submit", "--real", "r.npy", "--synthetic", "s.npy", "--policy", "POLICY", "--wait"],
+        ["samples", "f" * 32, "--server", "--flag", "memorized"],
     ],
     ids=" ".join,
 )
@@ -301,3 +317,17 @@ def test_submit_wait_and_gate_against_a_live_api(env: Env, live_api: LiveApi) ->
 
     unknown = ok(run("wait", "f" * 32), 2)
     assert "error [not_found]" in unknown.stderr
+
+    # Per-sample evidence through the API: JSON pages and a parquet download, without pyarrow here.
+    shown = ok(run("samples", audit_id, "--server", "--side", "real", "--limit", "3"))
+    assert "in synth. manifold" in shown.stdout and "3 of 150 shown" in shown.stdout
+    page = json.loads(
+        ok(run("samples", audit_id, "--server", "--order=-nearest_real_distance", "--json", "-")).stdout
+    )
+    distances = [row["nearest_real_distance"] for row in page["items"]]
+    assert page["total"] == 150 and distances == sorted(distances, reverse=True)
+    parquet = env.directory / "samples.parquet"
+    ok(run("samples", audit_id[:10], "--server", "--flag", "off_support", "--parquet", str(parquet)))
+    assert parquet.read_bytes()[:4] == b"PAR1"
+    bad = ok(run("samples", audit_id, "--server", "--side", "real", "--flag", "memorized"), 2)
+    assert "error [invalid_filter]" in bad.stderr

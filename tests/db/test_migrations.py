@@ -22,7 +22,16 @@ from auditor.db.migrate import (
 from auditor.db.session import make_engine
 from auditor.errors import AuditorError
 
-TABLES = {"projects", "datasets", "audits", "metric_values", "audit_events", "api_keys", "policies"}
+TABLES = {
+    "projects",
+    "datasets",
+    "audits",
+    "metric_values",
+    "audit_events",
+    "api_keys",
+    "policies",
+    "audit_artifacts",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -116,6 +116,45 @@ def test_create_complete_round_trip(session_factory: Factory) -> None:
         assert metrics["recall"].baseline is None
 
 
+def test_artifacts_are_written_with_the_result_replaced_on_rescore_and_deleted_with_the_audit(
+    session_factory: Factory,
+) -> None:
+    from auditor.db.models import AuditArtifact
+    from auditor.pipeline.result import Artifact
+
+    audit_id = create(session_factory)
+    blob = bytes(range(256)) * 4096  # 1 MiB, every byte value: binary-safe on both backends
+    first = [Artifact("samples/synthetic.parquet", "application/vnd.apache.parquet", blob)]
+    with session_scope(session_factory) as session:
+        queries.complete_audit(session, audit_id, make_document(audit_id), None, first)
+    with session_scope(session_factory) as session:
+        [stored] = queries.audit_artifacts(session, audit_id)
+        assert (stored.name, stored.size, stored.sha256) == (first[0].name, len(blob), first[0].sha256)
+        assert stored.created_at.tzinfo is not None
+        assert queries.audit_artifact_content(session, audit_id, stored.name) == blob
+        assert queries.audit_artifact(session, audit_id, "samples/real.parquet") is None
+        assert queries.audit_artifact_content(session, audit_id, "samples/real.parquet") is None
+
+    # A retried score overwrites: the new set of files, none of the old.
+    second = [
+        Artifact("samples/real.parquet", "application/vnd.apache.parquet", b"real"),
+        Artifact("samples/synthetic.parquet", "application/vnd.apache.parquet", b"synthetic"),
+    ]
+    with session_scope(session_factory) as session:
+        queries.complete_audit(session, audit_id, make_document(audit_id), None, second)
+    with session_scope(session_factory) as session:
+        assert [(a.name, a.size) for a in queries.audit_artifacts(session, audit_id)] == [
+            ("samples/real.parquet", 4),
+            ("samples/synthetic.parquet", 9),
+        ]
+        assert queries.audit_artifact_content(session, audit_id, "samples/synthetic.parquet") == b"synthetic"
+
+    with session_scope(session_factory) as session:  # ON DELETE CASCADE, as for metric values
+        session.execute(sa.delete(Audit).where(Audit.id == audit_id))
+    with session_scope(session_factory) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(AuditArtifact)) == 0
+
+
 def test_get_audit_loads_relations_within_the_writing_session(session_factory: Factory) -> None:
     audit_id = create(session_factory, project="same")
     with session_scope(session_factory) as session:

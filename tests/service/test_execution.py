@@ -114,11 +114,14 @@ def test_a_precomputed_audit_takes_two_transactions(
     commits: list[int] = []
     event.listen(context.engine, "commit", lambda connection: commits.append(1))
     execution.start_audit(context, audit_id)
-    # Claim + load, then progress + result together; every stage's final progress is recorded.
+    # Claim + load, then progress + result (its per-sample tables included) together; every stage's
+    # final progress is recorded.
     assert len(commits) == 2
     with context.session() as session:
         audit = queries.get_audit(session, audit_id)
         assert audit.state == "succeeded", audit.error_message
+        stored = [artifact.name for artifact in queries.audit_artifacts(session, audit_id)]
+        assert stored == ["samples/real.parquet", "samples/synthetic.parquet"]
         assert audit.progress["load"] == {"done": 2, "total": 2, "state": "done"}
         assert all(entry["state"] == "done" for entry in audit.progress.values())
 

@@ -39,6 +39,8 @@ def test_worker_completes_submitted_audits_and_trends_read_them(cluster) -> None
             ids.append(audit["id"])
         done = [client.wait(i, timeout=120, poll_s=0.3) for i in ids]
         trends = client.trends("p", "fid")
+        # The worker wrote the per-sample tables with the result, to SQL (never through the broker).
+        off_support = client.samples(ids[0], flag="off_support", limit=1000)
     assert [d["state"] for d in done] == ["succeeded", "succeeded"], cluster.logs()
     row = audit_row(cluster, ids[0])
     assert row.source == "api" and row.worker and row.worker.split(":")[1].isdigit()
@@ -46,6 +48,8 @@ def test_worker_completes_submitted_audits_and_trends_read_them(cluster) -> None
     points = trends["series"][0]["points"]
     assert [p["audit_id"] for p in points] == ids
     assert points[0]["value"] < points[1]["value"]
+    precision = done[0]["result"]["metrics"]["precision"]["value"]
+    assert off_support["total"] == round((1 - precision) * 300) == len(off_support["items"])
 
 
 def test_a_worker_killed_mid_audit_is_replaced_and_the_audit_completes(cluster) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Audits: submit (202, idempotent), get, list (filters, cursor), cancel, report."""
+"""Audits: submit (202, idempotent), get, list (filters, cursor), cancel, report, per-sample evidence."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
+from auditor import samples
 from auditor.api.deps import ContextDep, PrincipalDep, SessionDep, require_project_access
 from auditor.api.schemas import (
     AUDIT_ID_OR_PREFIX_PATTERN,
@@ -15,6 +16,7 @@ from auditor.api.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     NAME_MAX,
     NAME_PATTERN,
+    SAMPLES_CURSOR_PATTERN,
     TEXT_PATTERN,
     V1_ERRORS,
     AuditCreate,
@@ -22,11 +24,12 @@ from auditor.api.schemas import (
     AuditsPage,
     DateTimeQuery,
     ErrorDetail,
+    SamplesPage,
     error_responses,
 )
 from auditor.db import lifecycle, queries
 from auditor.db.access import Principal
-from auditor.db.models import AUDIT_STATES, PROJECT_NAME_MAX, Audit
+from auditor.db.models import AUDIT_STATES, PROJECT_NAME_MAX, SQL_INT_MAX, Audit
 from auditor.errors import ConflictError
 from auditor.service.submit import submit_audit
 
@@ -43,6 +46,7 @@ _AUDIT_LINKS = {
         ("GetAudit", "get_audit"),
         ("CancelAudit", "cancel_audit"),
         ("GetReport", "get_report"),
+        ("GetSamples", "get_samples"),
     )
 }
 
@@ -215,3 +219,75 @@ def get_report(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) 
             details={"state": audit.state},
         )
     return HTMLResponse(render_audit_report(session, audit))
+
+
+def _choice(names: Any) -> str:
+    return "^(" + "|".join(names) + ")$"
+
+
+@router.get(
+    "/{audit_id}/samples",
+    response_model=SamplesPage,
+    response_model_exclude_unset=True,  # a synthetic row has no real-side fields, and vice versa
+    responses={
+        **error_responses(*V1_ERRORS, 403, 404, 409),
+        200: {
+            "description": "One page of samples (JSON), or with format=parquet every matching sample.",
+            "content": {samples.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
+)
+def get_samples(
+    audit_id: AuditId,
+    session: SessionDep,
+    principal: PrincipalDep,
+    side: Annotated[str, Query(pattern=_choice(samples.SIDES), description="Whose samples.")] = "synthetic",
+    flag: Annotated[
+        str | None,
+        Query(
+            pattern=_choice(samples.FLAGS),
+            description="Only the flagged samples: memorized, off_support, duplicate (synthetic, "
+            "holdout); uncovered, tail (real). Another side's flag is 422 invalid_filter.",
+        ),
+    ] = None,
+    mode: Annotated[int | None, Query(ge=0, le=SQL_INT_MAX, description="Only this mode.")] = None,
+    order: Annotated[
+        str,
+        Query(
+            pattern=_choice(f"-?{name}" for name in samples.ORDER_NAMES),
+            description="index (default), or a distance; - for descending. Per side: "
+            + "; ".join(f"{side}: {', '.join(names)}" for side, names in samples.ORDERS.items()),
+        ),
+    ] = "index",
+    limit: Annotated[int, Query(ge=1, le=samples.MAX_LIMIT)] = samples.DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(pattern=SAMPLES_CURSOR_PATTERN, description="next_cursor of the previous page.")
+    ] = None,
+    output: Annotated[
+        str,
+        Query(
+            alias="format",
+            pattern="^(json|parquet)$",
+            description="parquet: every matching sample, one file.",
+        ),
+    ] = "json",
+) -> Any:
+    """The per-sample evidence behind a succeeded audit's metrics: which samples are memorized, off the
+    real support, duplicated, uncovered, in the tail (keyset pages, or the filtered table as parquet).
+
+    404 ``no_diagnostics`` when the audit stored none (see its ``result.diagnostics.omitted``); 409
+    ``conflict`` before it has succeeded, ``not_computed`` for a column its metrics did not compute.
+    """
+    audit = queries.get_audit(session, audit_id, prefix_project=_own_project(principal))
+    require_project_access(principal, audit.project.name)
+    query = samples.SampleQuery(side=side, flag=flag, mode=mode, order=order, limit=limit, cursor=cursor)
+    query.check()
+    table = samples.read_table(session, audit, side)
+    if output == "parquet":
+        return Response(
+            samples.encode_table(samples.select(table, query)),
+            media_type=samples.MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{audit.id}-{side}.parquet"'},
+        )
+    found = samples.page(table, query)
+    return SamplesPage.model_validate({"audit_id": audit.id, **found.to_dict()})
