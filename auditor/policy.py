@@ -15,11 +15,19 @@ A policy (YAML or a dict)::
 
 A rule with both ``min`` and ``max`` checks both. ``on`` is ``value`` (default), ``ci_low`` or ``ci_high``.
 A rule naming a metric the audit does not compute is an error (never a silent pass), and so is a rule on
-an interval when no interval was computed (``--bootstrap 0``).
+an interval when no interval was computed (``--bootstrap 0``). Unknown names (metrics, rule keys) are
+errors that say what was probably meant.
+
+The noise floor: when the audit has a holdout, each rule is also applied to the holdout's value of its
+metric (fresh real data, the ``baseline``). A rule that fresh real data fails cannot tell good synthetic
+data from bad, so the verdict says so (``noise_floor`` on the rule's outcome, and ``noise_floor`` in the
+verdict: "this rule fails fresh real data: mode_coverage holdout 0.8 < 0.9"). It does not change the
+outcome: the rule is the policy owner's to fix.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -46,8 +54,15 @@ class Rule(BaseModel):
         if self.min is None and self.max is None:
             raise ValueError(f"rule on {self.metric!r} needs 'min' and/or 'max'")
         if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; known: {sorted(METRICS)}")
+            raise ValueError(f"unknown metric {self.metric!r}{did_you_mean(self.metric, METRICS)}")
         return self
+
+
+def did_you_mean(name: str, known: object) -> str:
+    """``"; did you mean 'fid'?"`` for a close match among ``known`` names, else the list of them."""
+    names = sorted(str(k) for k in known)  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
 
 
 class Policy(BaseModel):
@@ -58,7 +73,23 @@ class Policy(BaseModel):
 
     @classmethod
     def from_dict(cls, data: Any) -> Policy:
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - set(cls.model_fields))
+            if unknown:
+                raise PolicyError(
+                    f"policy: unknown key {unknown[0]!r}{did_you_mean(unknown[0], cls.model_fields)}"
+                )
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
+            for position, rule in enumerate(data["rules"]):
+                keys = (
+                    {("on" if key is True else str(key)) for key in rule} if isinstance(rule, dict) else set()
+                )
+                unknown = sorted(keys - set(Rule.model_fields))
+                if unknown:
+                    raise PolicyError(
+                        f"policy.rules[{position}]: unknown key {unknown[0]!r}"
+                        f"{did_you_mean(unknown[0], Rule.model_fields)}"
+                    )
             # YAML 1.1 reads the bare key `on:` as the boolean True; give it its name back.
             data = {
                 **data,
@@ -120,18 +151,20 @@ def evaluate_policy(policy: Policy, metrics: dict[str, dict[str, Any]]) -> dict[
             outcome = rule.tier if violated else "pass"
             relation = ("<" if bound == "min" else ">") if violated else (">=" if bound == "min" else "<=")
             message = rule.message or f"{rule.metric}.{rule.on} = {observed:.6g} {relation} {threshold:.6g}"
-            outcomes.append(
-                {
-                    "metric": rule.metric,
-                    "on": rule.on,
-                    "bound": bound,
-                    "threshold": threshold,
-                    "observed": observed,
-                    "tier": rule.tier,
-                    "outcome": outcome,
-                    "message": message,
-                }
-            )
+            entry = {
+                "metric": rule.metric,
+                "on": rule.on,
+                "bound": bound,
+                "threshold": threshold,
+                "observed": observed,
+                "tier": rule.tier,
+                "outcome": outcome,
+                "message": message,
+            }
+            floor = _noise_floor(rule.metric, bound, threshold, metrics[rule.metric].get("baseline"))
+            if floor is not None:
+                entry["noise_floor"] = floor
+            outcomes.append(entry)
     failed = sum(o["outcome"] == "fail" for o in outcomes)
     warned = sum(o["outcome"] == "warn" for o in outcomes)
     return {
@@ -140,8 +173,23 @@ def evaluate_policy(policy: Policy, metrics: dict[str, dict[str, Any]]) -> dict[
         "failed": failed,
         "warned": warned,
         "rules": outcomes,
+        "noise_floor": [
+            o["noise_floor"]["message"] for o in outcomes if o.get("noise_floor", {}).get("fails")
+        ],
     }
 
 
+def _noise_floor(metric: str, bound: str, threshold: float, baseline: object) -> dict[str, Any] | None:
+    """The rule applied to the holdout's value (fresh real data); None without a holdout."""
+    if not isinstance(baseline, int | float) or isinstance(baseline, bool) or math.isnan(baseline):
+        return None
+    fails = baseline < threshold if bound == "min" else baseline > threshold
+    relation = ("<" if bound == "min" else ">") if fails else (">=" if bound == "min" else "<=")
+    message = f"{metric} holdout {baseline:.4g} {relation} {threshold:.4g}"
+    if fails:
+        message = f"this rule fails fresh real data: {message}"
+    return {"baseline": float(baseline), "fails": fails, "message": message}
+
+
 def no_policy_verdict() -> dict[str, Any]:
-    return {"passed": None, "policy": None, "failed": 0, "warned": 0, "rules": []}
+    return {"passed": None, "policy": None, "failed": 0, "warned": 0, "rules": [], "noise_floor": []}

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,39 @@ def test_yaml_on_key_is_not_read_as_boolean(tmp_path: Path) -> None:
     # YAML 1.1 turns a bare `on:` key into True; the policy must still read it as the rule's `on`.
     (tmp_path / "p.yaml").write_text("rules:\n  - metric: recall\n    min: 0.5\n    on: ci_high\n")
     assert Policy.from_yaml(tmp_path / "p.yaml").rules[0].on == "ci_high"
+
+
+def test_a_rule_that_fresh_real_data_fails_is_reported_in_the_verdict() -> None:
+    policy = Policy.from_dict(
+        {"rules": [{"metric": "mode_coverage", "min": 0.9}, {"metric": "fid", "max": 5.0}]}
+    )
+    metrics = {
+        "mode_coverage": {"value": 0.95, "ci_low": 0.9, "ci_high": 0.99, "baseline": 0.8},
+        "fid": {"value": 1.0, "ci_low": 0.8, "ci_high": 1.2, "baseline": 0.5},
+    }
+    verdict = evaluate_policy(policy, metrics)
+    assert verdict["passed"] is True  # the outcome is the rule's; the note is for its owner
+    assert verdict["noise_floor"] == ["this rule fails fresh real data: mode_coverage holdout 0.8 < 0.9"]
+    coverage, fid = verdict["rules"]
+    assert coverage["noise_floor"] == {
+        "baseline": 0.8,
+        "fails": True,
+        "message": "this rule fails fresh real data: mode_coverage holdout 0.8 < 0.9",
+    }
+    assert fid["noise_floor"]["fails"] is False
+    without_holdout = evaluate_policy(policy, {k: {**v, "baseline": None} for k, v in metrics.items()})
+    assert without_holdout["noise_floor"] == [] and "noise_floor" not in without_holdout["rules"][0]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"rules": [{"metric": "fidd", "max": 1}]}, "unknown metric 'fidd'; did you mean 'fid'?"),
+        ({"rules": [{"metric": "fid", "mx": 1}]}, "policy.rules[0]: unknown key 'mx'; did you mean 'max'?"),
+        ({"rule": [{"metric": "fid", "max": 1}]}, "policy: unknown key 'rule'; did you mean 'rules'?"),
+        ({"rules": [{"metric": "zzz", "max": 1}]}, "unknown metric 'zzz'; known: authenticity, coverage"),
+    ],
+)
+def test_unknown_names_say_what_was_meant(data: dict[str, object], expected: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(expected)):
+        Policy.from_dict(data)

@@ -126,6 +126,8 @@ def print_verdict(console: Console, verdict: dict[str, Any]) -> None:
         console.print(
             f"  [{colour}]{rule['outcome'].upper():4}[/] {escape(rule['message'])}", highlight=False
         )
+    for note in verdict.get("noise_floor") or []:
+        console.print(f"  [yellow]noise floor[/]: {escape(note)}", highlight=False)
     label = "[bold green]PASSED[/]" if verdict["passed"] else "[bold red]FAILED[/]"
     console.print(f"verdict: {label} ({verdict['failed']} failed, {verdict['warned']} warned)")
 

@@ -310,7 +310,7 @@ def main() -> None:  # pragma: no cover - console-script entry
 
 # --- service verbs (auditor/cli/service.py) -----------------------------------------------------------------
 def _register_service_commands() -> None:
-    from auditor.cli import samples, service
+    from auditor.cli import policy, samples, service
 
     app.command()(samples.samples)
     app.command()(service.serve)
@@ -320,6 +320,7 @@ def _register_service_commands() -> None:
     app.command()(service.gate)
     app.add_typer(service.db_app, name="db")
     app.add_typer(service.keys_app, name="keys")
+    app.add_typer(policy.policy_app, name="policy")
 
 
 _register_service_commands()

@@ -341,20 +341,37 @@ def gate(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Do not wait: an unfinished audit exits 2.")
     ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="text (a table), json, junit (JUnit XML: Jenkins, GitLab), markdown (PR comments), "
+            "github (annotations; Markdown appended to $GITHUB_STEP_SUMMARY).",
+        ),
+    ] = "text",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
+    ] = None,
 ) -> None:
     """The verdict as an exit code for pipelines: 0 pass, 1 fail, 2 error (failed, cancelled, unknown)."""
+    from auditor.gates.output import FORMATS, GateOutcome, append_step_summary, render
+
+    if output_format not in FORMATS:
+        raise BadInputError(f"unknown --format {output_format!r}; one of {', '.join(FORMATS)}")
     if no_wait:
         with _client() as client:
             audit = client.get(audit_id)
     else:
         audit = _wait(audit_id, timeout, 1.0)
-    verdict = {GATE_PASSED: "pass", GATE_FAILED: "fail", GATE_ERROR: "error"}[_exit_for(audit)]
-    rules = ((audit.get("result") or {}).get("verdict") or {}).get("rules") or []
-    for rule in rules:
-        if rule.get("outcome") not in (None, "pass"):
-            stderr.print(f"  {rule}", highlight=False, markup=False)
-    error = audit.get("error")
-    if audit["state"] != "succeeded" and error:
-        stderr.print(f"error [{error.get('code')}]: {error.get('message')}", highlight=False, markup=False)
-    typer.echo(f"{audit['id']} {audit['state']} gate={verdict}")
-    raise typer.Exit(_exit_for(audit))
+    outcome = GateOutcome.from_audit(audit)
+    text = render(outcome, output_format)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        stderr.print(
+            f"{outcome.audit_id} {outcome.state} gate={outcome.verdict} -> {output}", highlight=False
+        )
+    if output_format == "github":
+        append_step_summary(outcome)
+    raise typer.Exit(outcome.exit_code)

@@ -255,7 +255,11 @@ def _verdict_section(verdict: Mapping[str, Any]) -> str:
     if rules:
         head = [("Metric", ""), ("On", ""), ("Threshold", "num"), ("Observed", "num"), ("Tier", "")]
         table = _table([*head, ("Outcome", ""), ("Message", "")], (_rule_row(r) for r in rules), "rules")
-    return f'<section id="verdict"><h2>Verdict</h2>{banner}{table}</section>'
+    notes = "".join(
+        f'<p class="noise-floor" role="note"><strong>Noise floor:</strong> {_e(note)}</p>'
+        for note in verdict.get("noise_floor") or []
+    )
+    return f'<section id="verdict"><h2>Verdict</h2>{banner}{notes}{table}</section>'
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -678,6 +682,7 @@ h3 .dir { font-size: 12px; font-weight: 500; margin-left: 4px; }
 .verdict-failed { background: var(--fail-bg); color: var(--fail); }
 .verdict-none { background: var(--none-bg); color: var(--none); }
 .verdict-summary { color: var(--fg); }
+p.noise-floor { padding: 8px 12px; background: var(--warn-bg); border-radius: 6px; margin: 8px 0; }
 tr.rule-fail td:first-child { box-shadow: inset 3px 0 var(--fail); }
 tr.rule-warn td:first-child { box-shadow: inset 3px 0 var(--warn); }
 ul.warnings { margin: 0; padding-left: 0; list-style: none; }

@@ -14,12 +14,15 @@ AUDITOR = str(Path(sys.executable).parent / "auditor")
 
 
 def run(service, *args: str, api_url: str | None = None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    return run_with_env(service, {"AUDITOR_API_URL": api_url or service.url}, *args)
+
+
+def run_with_env(service, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITOR_", "GITHUB_"))}
     env.update(
-        AUDITOR_API_URL=api_url or service.url,
-        AUDITOR_API_KEY=service.admin_key,
-        AUDITOR_HOME=str(service.home / "cli"),
+        AUDITOR_API_URL=service.url, AUDITOR_API_KEY=service.admin_key, AUDITOR_HOME=str(service.home / "cli")
     )
+    env.update(extra)
     return subprocess.run([AUDITOR, *args], env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -50,6 +53,27 @@ def test_submit_wait_and_gate_exit_codes(service, tmp_path: Path) -> None:  # ty
     assert f"{failing_id} succeeded gate=fail" in gate.stdout
 
     assert run(service, "gate", audit_id).returncode == 0
+
+    # The CI formats, from the console script against the live server.
+    junit_path = tmp_path / "gate.xml"
+    junit = run(service, "gate", failing_id, "--format", "junit", "--output", str(junit_path))
+    assert junit.returncode == 1, junit.stderr
+    assert (
+        junit.stdout == ""
+        and "<failure" in junit_path.read_text()
+        and "fid &lt;= 1e-09" in junit_path.read_text()
+    )
+    summary = tmp_path / "summary.md"
+    github = run_with_env(
+        service, {"GITHUB_STEP_SUMMARY": str(summary)}, "gate", failing_id, "--format", "github"
+    )
+    assert github.returncode == 1
+    assert github.stdout.startswith("::error title=auditor gate%3A fid <= 1e-09::fid.value = ")
+    assert summary.read_text().startswith("### auditor gate: FAILED")
+    markdown = run(service, "gate", audit_id, "--format", "markdown")
+    assert markdown.returncode == 0 and "| PASS | fail | `fid <= 100` |" in markdown.stdout
+    wrong = run(service, "gate", audit_id, "--format", "xml")
+    assert wrong.returncode == 2 and "unknown --format 'xml'" in wrong.stderr
     waited = run(service, "wait", audit_id, "--json", "-")
     assert waited.returncode == 0
     assert '"fid"' in waited.stdout
@@ -62,7 +86,7 @@ def test_gate_on_a_failed_audit_exits_2(service, tmp_path: Path) -> None:  # typ
     assert submitted.returncode == 0, submitted.stderr
     gate = run(service, "gate", submitted.stdout.strip(), "--timeout", "120")
     assert gate.returncode == 2, gate.stdout + gate.stderr
-    assert "dimension_mismatch" in gate.stderr
+    assert "dimension_mismatch" in gate.stdout  # the gate report names the audit's error
 
 
 def test_bad_input_and_unreachable_server(service) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Gates for pipelines: how a verdict reaches a CI system (:mod:`auditor.gates.output`)."""
