@@ -18,12 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from auditor.errors import AuditorError, ServiceUnavailableError
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+# Outside the class, whose own ``list`` method would shadow the builtin in its annotations.
+JsonObjects = list[dict[str, Any]]
+Names = list[str]
 
 
 class ApiError(AuditorError):
@@ -100,6 +104,35 @@ class AuditorClient:
     def trends(self, project: str, metric: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/projects/{project}/trends", params={"metric": metric})
 
+    # --- webhooks ---------------------------------------------------------------------------------------
+
+    def add_webhook(
+        self, project: str, url: str, *, events: Names | None = None, secret: str | None = None
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` to the project's events (default: all); the answer has the signing secret,
+        the only time it is shown."""
+        body: dict[str, Any] = {"url": url}
+        if events:
+            body["events"] = events
+        if secret is not None:
+            body["secret"] = secret
+        return self._json("POST", f"/v1/projects/{quote(project, safe='')}/webhooks", json=body)
+
+    def webhooks(self, project: str) -> JsonObjects:
+        return self._json_list("GET", f"/v1/projects/{quote(project, safe='')}/webhooks")
+
+    def remove_webhook(self, project: str, webhook_id: str) -> None:
+        self._request("DELETE", f"/v1/projects/{quote(project, safe='')}/webhooks/{webhook_id}")
+
+    def webhook_deliveries(
+        self, project: str, webhook_id: str, *, state: str | None = None, limit: int | None = None
+    ) -> JsonObjects:
+        """A subscription's deliveries, newest first, each with its attempts."""
+        params = {k: v for k, v in (("state", state), ("limit", limit)) if v is not None}
+        return self._json_list(
+            "GET", f"/v1/projects/{quote(project, safe='')}/webhooks/{webhook_id}/deliveries", params=params
+        )
+
     def wait(
         self,
         audit_id: str,
@@ -144,6 +177,12 @@ class AuditorClient:
         payload = self._request(method, path, **kwargs).json()
         if not isinstance(payload, dict):
             raise ApiError(500, "bad_response", f"expected a JSON object from {path}")
+        return payload
+
+    def _json_list(self, method: str, path: str, **kwargs: Any) -> JsonObjects:
+        payload = self._request(method, path, **kwargs).json()
+        if not isinstance(payload, list):
+            raise ApiError(500, "bad_response", f"expected a JSON array from {path}")
         return payload
 
 

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "together); above it the audit stores none and warns (DiagnosticsWarning). 0 = never store.",
     )
 
+    previews: bool = Field(
+        default=True,
+        description="Previews of real and synthetic samples in reports (thumbnails, texts, table rows): "
+        "off (AUDITOR_PREVIEWS=off) makes none and serves none of those already stored.",
+    )
+
     # Storage and inputs.
     artifact_root: str | None = Field(
         default=None,
@@ -117,6 +123,38 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(default=3, description="Retries of transient failures (storage, DB).")
     embed_shard_size: int = Field(default=50_000, description="Samples per embedding shard (one task each).")
 
+    # Webhooks (auditor.webhooks, auditor.service.webhooks): the URL rules of remote fetching, with
+    # settings of their own (allowing an internal dataset store is not allowing internal receivers).
+    webhook_schemes: str = Field(
+        default="https",
+        description="Comma-separated URL schemes webhooks may use: https, and http only if listed.",
+    )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names and CIDR networks webhooks may be sent to although "
+        "internal (loopback, private, link-local...); unset = public addresses only.",
+    )
+    max_webhooks_per_project: int = Field(default=10, ge=0, description="Subscriptions per project.")
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Per attempt: connecting, sending, and the answer's headers."
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20, description="Attempts per delivery.")
+    webhook_backoff_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Wait after the first failed attempt; each later wait is 4 times the one before "
+        "(30 s, 2 min, 8 min, 32 min, 2 h 8 min).",
+    )
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="How often a sender looks for deliveries that are due."
+    )
+    webhook_concurrency: int = Field(default=4, ge=1, le=64, description="Attempts in flight per sender.")
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as webhook receivers reach it (links in webhook bodies); "
+        "unset: the links are paths.",
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -151,6 +189,31 @@ class Settings(BaseSettings):
         from auditor.datasets.netguard import HostPolicy  # stdlib only: cheap, and no import cycle
 
         HostPolicy.parse(_split(value, ","))  # a bad entry fails at start-up, naming it
+        return value
+
+    def webhook_scheme_set(self) -> frozenset[str]:
+        return frozenset(_split(self.webhook_schemes.lower(), ","))
+
+    def webhook_allow_host_list(self) -> list[str]:
+        return _split(self.webhook_allow_hosts, ",")
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _check_webhook_allow_hosts(cls, value: str) -> str:
+        from auditor.datasets.netguard import ALLOW_SETTING, HostPolicy
+
+        try:
+            HostPolicy.parse(_split(value, ","))
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(ALLOW_SETTING, "AUDITOR_WEBHOOK_ALLOW_HOSTS")) from None
+        return value
+
+    @field_validator("webhook_schemes")
+    @classmethod
+    def _check_webhook_schemes(cls, value: str) -> str:
+        unknown = set(_split(value.lower(), ",")) - {"http", "https"}
+        if unknown:
+            raise ValueError(f"AUDITOR_WEBHOOK_SCHEMES: webhooks use http(s) only, not {sorted(unknown)}")
         return value
 
     def cors_origin_list(self) -> list[str]:

@@ -9,6 +9,8 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     │   ├── DatasetFormatError        (422, exit 2) unreadable / unsupported / malformed data
     │   │   └── ArchiveTooLargeError  (422, exit 2) an archive decompressing past AUDITOR_MAX_ARCHIVE_BYTES
     │   ├── HostNotAllowedError       (403, exit 2) a remote URL whose host is internal (SSRF guard)
+    │   ├── HostNotFoundError         (404, exit 2) a webhook URL whose host does not resolve
+    │   ├── WebhookUrlError           (422, exit 2) a webhook URL that is not an http(s) URL to send to
     │   ├── DownloadTooLargeError     (413, exit 2) a remote file above AUDITOR_MAX_DOWNLOAD_BYTES
     │   ├── LimitExceededError        (422, exit 2) a dataset option above the operator's maximum
     │   ├── DimensionMismatchError    (422, exit 2) the two sides do not share a feature space
@@ -22,7 +24,8 @@ with and the exit code the CLI exits with, so the API, the workers and the CLI r
     ├── NotFoundError                 (404, exit 2) an audit / project id that does not exist
     │   └── NoDiagnosticsError        (404, exit 2) a succeeded audit without per-sample diagnostics
     ├── ConflictError                 (409, exit 2) the request conflicts with the audit's state
-    │   └── NotComputedError          (409, exit 2) a diagnostic the audit's metrics did not compute
+    │   ├── NotComputedError          (409, exit 2) a diagnostic the audit's metrics did not compute
+    │   └── TooManyWebhooksError      (409, exit 2) a project already at AUDITOR_MAX_WEBHOOKS_PER_PROJECT
     ├── AuthError                     (401, exit 2) missing or unknown API key
     │   └── ForbiddenError            (403, exit 2) the key may not touch this project / action
     └── ServiceUnavailableError       (503, exit 3) a dependency (database, broker, store) is down
@@ -74,6 +77,17 @@ class ArchiveTooLargeError(DatasetFormatError):
 class HostNotAllowedError(BadInputError):
     code = "host_not_allowed"
     http_status = 403
+
+
+class HostNotFoundError(BadInputError):
+    """A webhook URL whose host name does not resolve (checked when the subscription is created)."""
+
+    code = "host_not_found"
+    http_status = 404
+
+
+class WebhookUrlError(BadInputError):
+    code = "invalid_webhook_url"
 
 
 class DownloadTooLargeError(BadInputError):
@@ -144,6 +158,12 @@ class NotComputedError(ConflictError):
     no neighbour metric was requested)."""
 
     code = "not_computed"
+
+
+class TooManyWebhooksError(ConflictError):
+    """The project has as many webhook subscriptions as the operator allows; remove one first."""
+
+    code = "too_many_webhooks"
 
 
 class AuthError(AuditorError):

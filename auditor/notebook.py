@@ -186,7 +186,9 @@ class AuditOutcome:
         """The standalone HTML report: one page, inline CSS and SVG, nothing fetched."""
         from auditor.report.html import render_report
 
-        return render_report(self._result.document, self._result.report)
+        return render_report(
+            self._result.document, self._result.report, previews=getattr(self._result, "previews", None)
+        )
 
     def save_report(self, path: str | os.PathLike[str]) -> Path:
         """Write the standalone HTML report to ``path`` (folders made as needed); returns the path."""
@@ -249,6 +251,7 @@ def audit(
     parent: str | None = None,
     generation: int | None = None,
     progress: ProgressReporter | None = None,
+    previews: bool = True,
     **params: Any,
 ) -> AuditOutcome:
     """Audit ``synthetic`` against ``real``: every metric with its interval and, given ``holdout``, its
@@ -268,6 +271,9 @@ def audit(
         tags, parent, generation: lineage, as ``auditor audit --tag/--parent/--generation`` (``parent``
             may be a unique prefix when ``project`` is given).
         progress: a :class:`~auditor.pipeline.progress.ProgressReporter` told about each stage.
+        previews: show the samples behind the numbers in the report by their previews (thumbnails,
+            texts, table rows: real data; also stored with the audit when ``project`` is given);
+            ``AUDITOR_PREVIEWS=off`` turns them off whatever this says.
         **params: metric parameters (:class:`auditor.pipeline.evaluate.MetricParams`): ``nearest_k``,
             ``bootstrap``, ``spectral_bootstrap``, ``seed``, ``confidence``, ``kid_subsets``, ...
 
@@ -338,6 +344,7 @@ def audit(
                 parent_audit_id=parent,
                 generation=generation,
                 tags=list(tags),
+                previews=previews,
             )
         except ValidationError as exc:
             raise BadInputError(f"invalid audit: {describe_validation_error(exc)}") from None

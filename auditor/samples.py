@@ -76,7 +76,7 @@ _SYNTHETIC_ORDERS = ("index", "nearest_real_distance", "nearest_real_ratio", "ne
 ORDERS: dict[str, tuple[str, ...]] = {
     "synthetic": (*_SYNTHETIC_ORDERS, "real_ball_count"),
     "holdout": (*_SYNTHETIC_ORDERS, "real_ball_count"),
-    "real": ("index", "nearest_synthetic_distance", "knn_radius"),
+    "real": ("index", "nearest_synthetic_distance", "knn_radius", "mode_distance"),
 }
 ORDER_NAMES = tuple(dict.fromkeys(name for names in ORDERS.values() for name in names))
 

@@ -2,6 +2,8 @@
 
 Transient errors (database, broker, storage) are retried with exponential backoff; once retries run
 out the audit is failed with the reason. Bad input never reaches a retry: the stage records it.
+Webhooks are not tasks: every worker process runs a sender thread over the SQL outbox
+(:mod:`auditor.service.webhooks`), started with the sweeper.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from auditor.config import get_settings
 from auditor.service import execution
 from auditor.service.context import ServiceContext
 from auditor.service.dispatch import TASK_EMBED, TASK_SCORE, TASK_START, CeleryDispatcher, Sweeper
+from auditor.service.webhooks import WebhookSender
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 _context: ServiceContext | None = None
 _sweeper: Sweeper | None = None
+_sender: WebhookSender | None = None
 
 
 def context() -> ServiceContext:
@@ -63,12 +67,16 @@ def score(self: Task, audit_id: str) -> None:
 
 @worker_ready.connect
 def _start_sweeper(**_: Any) -> None:
-    # Every worker sweeps; the compare-and-set in requeue_stale makes concurrent sweepers safe.
-    global _sweeper
+    # Every worker sweeps and sends webhooks; the compare-and-sets in requeue_stale and claim_delivery
+    # make concurrent sweepers and senders safe.
+    global _sweeper, _sender
     _sweeper = Sweeper(context(), context().settings.sweep_interval_s).start()
+    _sender = WebhookSender(context()).start()
 
 
 @worker_shutting_down.connect
 def _stop_sweeper(**_: Any) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+    if _sender is not None:
+        _sender.stop()

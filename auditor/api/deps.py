@@ -37,7 +37,9 @@ def get_session(context: ContextDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits when the route returns, before the response is sent, so a 201
+# or 204 means stored, and a failed commit is the answer instead of a lie told earlier.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 # Declared as security schemes (the OpenAPI document and /docs show them); read by get_principal.

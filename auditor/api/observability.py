@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts and latencies, queue depth, audits by state, audit durations.
+"""Prometheus metrics: request counts and latencies, queue depth, audits by state, audit durations,
+webhook deliveries by state (a growing ``pending`` is a receiver down, or no sender running).
 
 Request metrics are observed by a middleware in this process. Queue depth and audit figures are read
 at scrape time (Redis list lengths, one SQL aggregate), so every API replica reports the same
@@ -17,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auditor.db.models import Audit
+from auditor.db.models import Audit, WebhookDelivery
 from auditor.service.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class ServiceCollector(Collector):
         durations = GaugeMetricFamily(
             "auditor_audit_duration_seconds_avg", "Mean duration of succeeded audits.", labels=[]
         )
+        deliveries = GaugeMetricFamily(
+            "auditor_webhook_deliveries", "Webhook deliveries by state.", labels=["state"]
+        )
         try:
             with self.context.session() as session:
                 for state, count in session.execute(
@@ -56,11 +60,16 @@ class ServiceCollector(Collector):
                     sa.select(sa.func.avg(Audit.duration_s)).where(Audit.state == "succeeded")
                 )
                 durations.add_metric([], float(mean or 0.0))
+                for state, count in session.execute(
+                    sa.select(WebhookDelivery.state, sa.func.count()).group_by(WebhookDelivery.state)
+                ):
+                    deliveries.add_metric([state], count)
         except Exception:  # a scrape must not fail because the database is briefly away
             log.warning("metrics: database unavailable", exc_info=True)
         yield states
         yield failures
         yield durations
+        yield deliveries
 
     def _queue_lengths(self) -> dict[str, float]:
         dispatcher = self.context.dispatcher

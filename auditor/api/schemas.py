@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from copy import copy
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from auditor.datasets.options import DatasetOptions
 from auditor.datasets.refs import FORMAT_MODALITIES
@@ -38,6 +39,7 @@ from auditor.metrics import METRICS
 from auditor.pipeline.evaluate import MetricParams
 from auditor.pipeline.spec import AuditSpec, DatasetRef
 from auditor.policy import Policy, Rule
+from auditor.webhooks import EVENTS, SECRET_MAX, SECRET_MIN, SECRET_PATTERN, URL_MAX, URL_PATTERN
 
 # --- text and numbers callers send ------------------------------------------------------------------------
 
@@ -163,25 +165,65 @@ def _dataset_options_schema(schema: dict[str, Any]) -> None:
 # --- gate policies -----------------------------------------------------------------------------------------
 
 
+LIMIT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
+RelativeLimit = (
+    Annotated[float, Field(ge=0, allow_inf_nan=False), JsonNumber]
+    | Annotated[str, Field(pattern=LIMIT_PATTERN, max_length=20)]
+    | None
+)
+
+
 def _finite_number(description: str) -> Any:
     return Field(None, allow_inf_nan=False, description=description)
 
 
+_NULL: dict[str, Any] = {"type": "null"}
+BASELINE_PATTERN = "^(parent|last_passed|holdout|audit:[0-9a-fA-F]{6,32})$"
+# Rule's own cross-field checks, as a schema: an absolute rule (min and/or max, as numbers, and no
+# baseline fields) or a baseline rule (a baseline, no min/max, on: value, and at least one of
+# max_increase, max_decrease, beyond).
+_ABSOLUTE_RULE: dict[str, Any] = {
+    "properties": {name: _NULL for name in ("baseline", "max_increase", "max_decrease", "beyond")},
+    "anyOf": [
+        {"required": ["min"], "properties": {"min": {"type": "number"}}},
+        {"required": ["max"], "properties": {"max": {"type": "number"}}},
+    ],
+}
+_BASELINE_RULE: dict[str, Any] = {
+    "required": ["baseline"],
+    "properties": {
+        "baseline": {"type": "string", "pattern": BASELINE_PATTERN},
+        "min": _NULL,
+        "max": _NULL,
+        "on": {"enum": ["value"]},
+    },
+    "anyOf": [
+        {"required": [name], "properties": {name: {"not": _NULL}}}
+        for name in ("max_increase", "max_decrease", "beyond")
+    ],
+}
+
+
 class RuleCreate(Rule):
-    model_config = ConfigDict(
-        # Rule's own check: at least one of min and max, as a number.
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["min"], "properties": {"min": {"type": "number"}}},
-                {"required": ["max"], "properties": {"max": {"type": "number"}}},
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"anyOf": [_ABSOLUTE_RULE, _BASELINE_RULE]})
 
     metric: MetricName
     min: Annotated[float | None, JsonNumber] = _finite_number("Fail (or warn) when the metric is below this.")
     max: Annotated[float | None, JsonNumber] = _finite_number("Fail (or warn) when the metric is above this.")
     message: str | None = Field(None, max_length=1000)
+    baseline: str | None = Field(
+        None,
+        max_length=40,
+        pattern=BASELINE_PATTERN,
+        description="Compare with parent, last_passed, holdout or audit:<id> (same project) instead of "
+        "min/max.",
+    )
+    max_increase: RelativeLimit = Field(
+        None, description="With baseline: the largest allowed increase, absolute (>= 0) or like '10%'."
+    )
+    max_decrease: RelativeLimit = Field(
+        None, description="With baseline: the largest allowed decrease, absolute (>= 0) or like '10%'."
+    )
 
 
 class PolicyBody(Policy):
@@ -271,9 +313,12 @@ class ErrorBody(BaseModel):
 ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "Missing, malformed, unknown or revoked API key (code unauthorized).",
     403: "The key may not access this project or action (code forbidden); a path outside the data roots "
-    "(path_not_allowed) or a remote scheme not enabled here (scheme_not_allowed).",
-    404: "Unknown audit, project, policy, key or dataset (not_found, dataset_not_found).",
-    409: "Conflicts with the audit's state (code conflict).",
+    "(path_not_allowed), a remote scheme not enabled here (scheme_not_allowed), or a webhook host that is "
+    "internal (host_not_allowed).",
+    404: "Unknown audit, project, policy, key, webhook or dataset (not_found, dataset_not_found); a webhook "
+    "host that does not resolve (host_not_found).",
+    409: "Conflicts with the audit's state (code conflict); a project at its webhook limit "
+    "(too_many_webhooks).",
     413: "Request body too large (code request_too_large).",
     422: "Invalid request (invalid_request: each field and why, or a body that is not JSON); an unknown "
     "name (unknown_name), an invalid or inapplicable policy (invalid_policy), an ambiguous id prefix "
@@ -410,6 +455,9 @@ class AuditCreate(AuditSpec):
     )
     generation: Annotated[int | None, JsonNumber] = Field(None, ge=0, le=SQL_INT_MAX)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    # Resolved by the service from the audit history (auditor.gates.baselines), never sent: a caller
+    # cannot hand the gate its own baseline numbers (max_length 0; hidden from the schema).
+    baselines: SkipJsonSchema[dict[str, dict[str, Any]]] = Field(default_factory=dict, max_length=0)
 
     @field_validator("policy", mode="wrap")
     @classmethod
@@ -482,6 +530,9 @@ class SamplePublic(BaseModel):
     knn_radius: float | None = None
     tail: bool | None = Field(None, description="Among the sparsest real samples (tail_recall).")
     mode: int = Field(description="Mode (k-means cluster of the real data); -1 when not computed.")
+    mode_distance: float | None = Field(
+        None, description="Real rows: distance to its mode's centroid (smallest: the mode's typical samples)."
+    )
 
 
 # Opaque keyset position (URL-safe base64, no padding); a malformed one is 422 invalid_cursor.
@@ -573,3 +624,84 @@ class HealthPublic(BaseModel):
 class ReadinessPublic(BaseModel):
     status: str = Field(description="ready | not_ready")
     checks: dict[str, str] = Field(description="Each dependency: ok, or why it is unavailable.")
+
+
+# --- webhooks ----------------------------------------------------------------------------------------------
+
+WebhookEvent = Literal["audit.succeeded", "audit.failed", "gate.failed"]
+assert get_args(WebhookEvent) == EVENTS  # one list of events (auditor.webhooks)
+WEBHOOK_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        max_length=URL_MAX,
+        pattern=URL_PATTERN,
+        description="Where the events are POSTed: https (http only where the operator allows it), a host "
+        "that resolves to public addresses (or one the operator allows: AUDITOR_WEBHOOK_ALLOW_HOSTS), "
+        "else 403 scheme_not_allowed / host_not_allowed, 404 host_not_found. Checked again at every "
+        "delivery; redirects are not followed.",
+    )
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(get_args(WebhookEvent)),
+        min_length=1,
+        max_length=len(EVENTS),
+        description="The events to send (default: all). gate.failed: the audit succeeded and its gate "
+        "failed (sent beside audit.succeeded).",
+    )
+    secret: str | None = Field(
+        None,
+        min_length=SECRET_MIN,
+        max_length=SECRET_MAX,
+        pattern=SECRET_PATTERN,
+        description="The signing secret (visible ASCII); omit for a generated one. Returned once, in this "
+        "answer, never again.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _unique_events(cls, events: list[str]) -> list[str]:
+        return [event for event in EVENTS if event in events]
+
+
+class WebhookPublic(BaseModel):
+    id: str = Field(pattern=WEBHOOK_ID_PATTERN)
+    project: str
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="The signing secret: shown once, never again.")
+
+
+class WebhookAttemptPublic(BaseModel):
+    number: int
+    sender: str = Field(description="The process that made the attempt (host:pid).")
+    started_at: datetime
+    finished_at: datetime | None = Field(description="Null while the attempt is in flight.")
+    duration_s: float | None
+    status_code: int | None = Field(description="The receiver's HTTP status; null when none came.")
+    error_code: str | None = Field(
+        description="http_status, timeout, connection_error, host_not_found, host_not_allowed, "
+        "scheme_not_allowed, interrupted (its sender stopped mid-attempt), ...; null when delivered."
+    )
+    error: str | None
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str = Field(description="The X-Auditor-Delivery header: the same on every attempt.")
+    webhook_id: str
+    audit_id: str
+    event: str
+    state: str = Field(description="pending | delivered | failed (every attempt made, or refused)")
+    attempt_count: int
+    next_attempt_at: datetime | None = Field(description="Pending: when it is next tried.")
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: list[WebhookAttemptPublic]

@@ -67,12 +67,16 @@ def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def _write_report(
-    path: Path, document: dict[str, Any], report: Any, trend: list[dict[str, Any]] | None
+    path: Path,
+    document: dict[str, Any],
+    report: Any,
+    trend: list[dict[str, Any]] | None,
+    previews: dict[str, Any] | None = None,
 ) -> None:
     from auditor.report.html import render_report
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(document, report, trend=trend))
+    path.write_text(render_report(document, report, trend=trend, previews=previews))
 
 
 @app.command()
@@ -128,6 +132,14 @@ def audit(
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not record the audit in the database.")
     ] = False,
+    previews: Annotated[
+        bool,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Keep previews (thumbnails, texts, rows: real data) of the samples the report's "
+            "galleries show, with the audit (AUDITOR_PREVIEWS=off: never).",
+        ),
+    ] = True,
 ) -> None:
     """Audit SYNTHETIC against REAL; exit 0 passed, 1 gate failed, 2 bad input."""
     from pydantic import ValidationError
@@ -182,6 +194,7 @@ def audit(
         parent_audit_id=parent,
         generation=generation,
         tags=tag or [],
+        previews=previews,
     )
     with RichProgress(console) as progress:
         result = run_audit(spec, session_scope=database.scope if database else None, progress=progress)
@@ -189,7 +202,7 @@ def audit(
     if json_out:
         write_json(result.document, json_out)
     if report:
-        _write_report(report, result.document, result.report, None)
+        _write_report(report, result.document, result.report, None, result.previews)
         console.print(f"report: {report}")
     if result.passed is False:
         raise typer.Exit(GATE_FAILED)
@@ -310,7 +323,7 @@ def main() -> None:  # pragma: no cover - console-script entry
 
 # --- service verbs (auditor/cli/service.py) -----------------------------------------------------------------
 def _register_service_commands() -> None:
-    from auditor.cli import policy, samples, service
+    from auditor.cli import policy, samples, service, webhooks
 
     app.command()(samples.samples)
     app.command()(service.serve)
@@ -321,6 +334,7 @@ def _register_service_commands() -> None:
     app.add_typer(service.db_app, name="db")
     app.add_typer(service.keys_app, name="keys")
     app.add_typer(policy.policy_app, name="policy")
+    app.add_typer(webhooks.webhooks_app, name="webhooks")
 
 
 _register_service_commands()

@@ -105,7 +105,8 @@ def samples(
         str,
         typer.Option(
             help="index, nearest_real_distance, nearest_real_ratio, nearest_synthetic_distance, "
-            "real_ball_count (real side: index, nearest_synthetic_distance, knn_radius); - for descending."
+            "real_ball_count (real side: index, nearest_synthetic_distance, knn_radius, mode_distance); "
+            "- for descending."
         ),
     ] = "index",
     limit: Annotated[int, typer.Option(min=1, max=sample_tables.MAX_LIMIT, help="Rows per page.")] = 20,

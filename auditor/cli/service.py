@@ -122,10 +122,13 @@ def serve(
         )
         return
     context = ServiceContext.from_settings(settings, migrate=False)  # migrated above
-    sweeper = None
+    sweeper = sender = None
     if settings.broker_url is None:
+        from auditor.service.webhooks import WebhookSender
+
         context.dispatcher = InProcessDispatcher(context)
         sweeper = Sweeper(context, settings.sweep_interval_s).start()
+        sender = WebhookSender(context).start()  # with a broker, the workers send the webhooks
         console.print(f"embedded mode: in-process worker, database {settings.resolved_database_url()}")
     else:
         from workers.celery_app import app as celery_app
@@ -136,6 +139,8 @@ def serve(
     finally:
         if sweeper is not None:
             sweeper.stop()
+        if sender is not None:
+            sender.stop()
 
 
 @handle_errors
@@ -292,6 +297,13 @@ def submit(
         float | None, typer.Option(help="With --wait: give up after this many seconds.")
     ] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="With --wait: write the document.")] = None,
+    previews: Annotated[
+        bool,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Keep previews of the report's gallery samples (real data) with the audit.",
+        ),
+    ] = True,
 ) -> None:
     """Submit an audit to the API; prints its id on stdout (for `ID=$(auditor submit ...)`)."""
     from auditor.policy import Policy
@@ -311,6 +323,7 @@ def submit(
         "parent_audit_id": parent,
         "generation": generation,
         "tags": tag or [],
+        "previews": previews,
     }
     with _client() as client:
         audit = client.submit(body, idempotency_key=idempotency_key)

@@ -1,5 +1,6 @@
 """Tables: projects, datasets, audits (state, timings, lineage, the result document), metric values and
-the files stored with an audit (its per-sample diagnostics as parquet).
+the files stored with an audit (its per-sample diagnostics as parquet); webhook subscriptions, their
+deliveries (the outbox) and every delivery attempt.
 
 Metric values are stored in long form, one row per (audit, metric), so trend queries are plain SQL::
 
@@ -257,3 +258,92 @@ class PolicyVersion(Base):
 
     def __repr__(self) -> str:
         return f"PolicyVersion(name={self.name!r}, version={self.version!r})"
+
+
+# --- webhooks (migration 0004) ----------------------------------------------------------------------------
+
+WEBHOOK_URL_MAX = 2048
+WEBHOOK_SECRET_MAX = 256
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class Webhook(Base):
+    """A project's subscription: audit events POSTed to ``url``, signed with ``secret``.
+
+    The secret is stored as given (not hashed, unlike API keys): signing needs it. It is shown once, at
+    creation, and never returned or logged again.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # uuid4 hex
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(WEBHOOK_URL_MAX))
+    events: Mapped[list[str]] = mapped_column(StrictJSON)
+    secret: Mapped[str] = mapped_column(sa.String(WEBHOOK_SECRET_MAX))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Webhook(id={self.id!r}, url={self.url!r}, events={self.events!r})"
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the outbox row, written in the transaction that finished the
+    audit, and the state of its delivery (at least once; ``id`` is the receiver's idempotency key).
+
+    ``next_attempt_at`` is when a sender may next take it: on a claim it moves to the end of the
+    attempt's lease, so a sender killed mid-attempt leaves it to be taken again once the lease is over.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN ({})".format(", ".join(f"'{state}'" for state in DELIVERY_STATES)), name="state"
+        ),
+        # One delivery per (subscription, audit, event): a re-scored audit does not notify twice.
+        sa.UniqueConstraint("webhook_id", "audit_id", "event"),
+        # What the senders poll: pending rows by due time.
+        sa.Index(None, "state", "next_attempt_at"),
+        # The deliveries of one subscription, newest first.
+        sa.Index(None, "webhook_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # uuid4 hex: X-Auditor-Delivery
+    webhook_id: Mapped[str] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    audit_id: Mapped[str] = mapped_column(sa.ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(32))
+    # The body without its absolute links (rendered at each attempt: auditor.webhooks.render_body).
+    payload: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"WebhookDelivery(id={self.id!r}, event={self.event!r}, state={self.state!r})"
+
+
+class WebhookAttempt(Base):
+    """One attempt of one delivery: written when a sender takes the delivery, completed when it ends
+    (an attempt never completed was interrupted: its sender died; the next attempt records that)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (sa.UniqueConstraint("delivery_id", "number"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(sa.Integer)
+    sender: Mapped[str] = mapped_column(sa.String(200))  # hostname:pid
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_s: Mapped[float | None] = mapped_column(sa.Float)
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    # Machine-readable: http_status, timeout, connection_error, host_not_allowed, interrupted, ...
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    def __repr__(self) -> str:
+        return f"WebhookAttempt(delivery_id={self.delivery_id!r}, number={self.number!r})"

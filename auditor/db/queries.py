@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import ORMOption
 
+from auditor.db import webhooks as webhook_outbox
 from auditor.db.base import utcnow
 from auditor.db.models import (
     PROJECT_NAME_MAX,
@@ -183,7 +184,7 @@ def complete_audit(
     artifacts: Sequence[Artifact] = (),
 ) -> Audit:
     """Record a finished audit's result document (see :mod:`auditor.pipeline.result`), with the files
-    stored beside it (its per-sample diagnostics) in the same transaction.
+    stored beside it (its per-sample diagnostics) and its webhook deliveries in the same transaction.
 
     Dataset rows are reused when the same reference with the same content was audited before in the
     project; metric values and artifacts are (re)written. Completing twice overwrites, so a retried
@@ -242,6 +243,8 @@ def complete_audit(
     audit.report_data = report_data
     session.flush()
     record_event(session, audit_id, "succeeded", at=finished)
+    # The outbox: the webhook deliveries commit (or roll back) with the result.
+    webhook_outbox.record_audit_events(session, audit)
     return audit
 
 
@@ -265,7 +268,8 @@ def _write_artifacts(session: Session, audit_id: str, artifacts: Sequence[Artifa
 
 
 def fail_audit(session: Session, audit_id: str, *, code: str, message: str) -> Audit:
-    """Mark an audit failed with the error's machine-readable ``code`` and human message."""
+    """Mark an audit failed with the error's machine-readable ``code`` and human message (and write its
+    webhook deliveries, in the same transaction)."""
     audit = _audit_for_update(session, audit_id)
     finished = utcnow()
     audit.state = "failed"
@@ -276,6 +280,7 @@ def fail_audit(session: Session, audit_id: str, *, code: str, message: str) -> A
     audit.duration_s = (finished - audit.started_at).total_seconds() if audit.started_at else None
     session.flush()
     record_event(session, audit_id, "failed", at=finished, message=f"{code}: {message}")
+    webhook_outbox.record_audit_events(session, audit)
     return audit
 
 

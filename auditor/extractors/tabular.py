@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,21 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def read_frame(dataset: LoadedDataset, drop_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A table side as the extractor reads it: the rows ``max_samples``/``seed`` keep, in order (row
+    ``i`` is feature row ``i``), without ``drop_columns``."""
+    if dataset.format not in TABLE_FORMATS:
+        raise DatasetFormatError(
+            f"the {dataset.side} dataset {dataset.reference!r} is a {dataset.format} file, not a table; "
+            "use --extractor precomputed for embeddings",
+            details={"side": dataset.side, "format": dataset.format},
+        )
+    frame = read_table(dataset.require_path(), dataset.format)
+    if dataset.resolved is not None and dataset.resolved.options.max_samples is not None:
+        frame = frame.iloc[dataset.resolved.selected_rows(len(frame))].reset_index(drop=True)
+    return frame.drop(columns=[c for c in drop_columns if c in frame.columns])
+
+
 class TabularExtractor:
     name = "tabular"
     version = "1"
@@ -42,18 +58,12 @@ class TabularExtractor:
         self.categories: dict[str, list[str]] = {}
         self.unseen_categories: dict[str, dict[str, int]] = {}
 
+    @property
+    def drop_columns(self) -> list[str]:
+        return list(self.options.get("drop_columns") or [])
+
     def _read(self, dataset: LoadedDataset) -> pd.DataFrame:
-        if dataset.format not in TABLE_FORMATS:
-            raise DatasetFormatError(
-                f"the {dataset.side} dataset {dataset.reference!r} is a {dataset.format} file, not a table; "
-                "use --extractor precomputed for embeddings",
-                details={"side": dataset.side, "format": dataset.format},
-            )
-        frame = read_table(dataset.require_path(), dataset.format)
-        if dataset.resolved is not None and dataset.resolved.options.max_samples is not None:
-            frame = frame.iloc[dataset.resolved.selected_rows(len(frame))].reset_index(drop=True)
-        drop = self.options.get("drop_columns") or []
-        return frame.drop(columns=[c for c in drop if c in frame.columns])
+        return read_frame(dataset, self.drop_columns)
 
     def fit(self, real: LoadedDataset) -> None:
         frame = self._read(real)

@@ -105,7 +105,15 @@ def _number(value: object) -> str:
 
 
 def rule_name(rule: Mapping[str, Any]) -> str:
-    """``fid <= 25`` / ``recall.ci_high >= 0.6``: what the rule requires."""
+    """``fid <= 25`` / ``recall.ci_high >= 0.6`` / ``fid vs parent: increase <= 10%, beyond noise``: what
+    the rule requires."""
+    baseline = rule.get("baseline")
+    if isinstance(baseline, Mapping):
+        word = "increase" if rule.get("bound") == "max_increase" else "decrease"
+        limit = rule.get("limit", rule.get("threshold"))
+        limit_text = limit if isinstance(limit, str) else _number(limit)
+        beyond = ", beyond noise" if rule.get("noise") is not None else ""
+        return f"{rule['metric']} vs {baseline.get('source')}: {word} <= {limit_text}{beyond}"
     on = rule.get("on") or "value"
     subject = rule["metric"] if on == "value" else f"{rule['metric']}.{on}"
     return f"{subject} {_BOUND_SIGN.get(str(rule.get('bound')), '?')} {_number(rule.get('threshold'))}"

@@ -65,6 +65,24 @@ def assign_to_centroids(
     return labels
 
 
+def centroid_distances(
+    x: Tensor, centroids: Tensor, labels: Tensor, *, budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+) -> Tensor:
+    """(n,) float64 distance of each row of ``x`` to its own centroid ``centroids[labels]``.
+
+    Direct differences in float64 (not the expanded ``|x|^2 - 2 x.c + |c|^2``, which loses the small
+    distances that decide which samples are a mode's most typical), in blocks within the budget.
+    """
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    rows = chunk_rows(x.shape[1], 8, budget_bytes)
+    labels = labels.to(x.device)
+    for start in range(0, x.shape[0], rows):
+        block = x[start : start + rows].double()
+        own = centroids[labels[start : start + rows]].double()
+        out[start : start + rows] = torch.linalg.vector_norm(block - own, dim=1)
+    return out
+
+
 def _greedy_kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding, greedy variant (Arthur & Vassilvitskii 2007; as scikit-learn does it).
 

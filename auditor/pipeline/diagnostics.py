@@ -14,7 +14,9 @@ exactly, and the holdout table gives the baselines the same way.
 
 What was not computed is ``None`` (a null column): the neighbour columns when no kNN metric was
 requested (any one of them builds the whole graph, and then every neighbour column is filled); ``mode``
-is -1 when no mode metric was requested. ``nearest_synthetic_index`` is the twin: another sample of the
+is -1 when no mode metric was requested, and then ``mode_distance`` (a real sample's distance to its
+mode's k-means centroid: the smallest in a mode are its most typical samples, what the report shows a
+mode by) is null. ``nearest_synthetic_index`` is the twin: another sample of the
 same set at exactly ``nearest_synthetic_distance`` (one of them, where several are).
 
 ``nearest_real_ratio`` = ``nearest_real_distance`` / that real sample's own nearest-real distance (the
@@ -64,6 +66,7 @@ REAL_COLUMNS: dict[str, str] = {
     "knn_radius": "float64",
     "tail": "bool",
     "mode": "int64",
+    "mode_distance": "float64",
 }
 COLUMNS = {"synthetic": SYNTHETIC_COLUMNS, "real": REAL_COLUMNS, "holdout": SYNTHETIC_COLUMNS}
 NO_MODE = -1
@@ -74,10 +77,12 @@ Columns = dict[str, np.ndarray | None]
 @dataclass(frozen=True)
 class SideRows:
     """One side as the score stage read it: ``order[i]`` is the input row of canonical row ``i``;
-    ``labels`` the mode of each canonical row (None: no mode metric requested)."""
+    ``labels`` the mode of each canonical row (None: no mode metric requested), ``mode_distance`` its
+    distance to that mode's centroid (real side only)."""
 
     order: Tensor
     labels: Tensor | None = None
+    mode_distance: Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -144,6 +149,8 @@ def real_columns(graph: KnnGraph | None, rows: SideRows, *, tail_fraction: float
     columns: Columns = dict.fromkeys(REAL_COLUMNS)
     columns["index"] = np.arange(rows.n, dtype=np.int64)
     columns["mode"] = _modes(rows)
+    if rows.mode_distance is not None:
+        columns["mode_distance"] = _in_input_order(rows, rows.mode_distance.double())
     if graph is None:
         return columns
     tail = torch.zeros(rows.n, dtype=torch.bool, device=graph.real.kth_sq.device)

@@ -36,6 +36,7 @@ from auditor.metrics.knn import KnnGraph, build_knn_graph
 from auditor.metrics.modes import (
     ModeHistogram,
     assign_to_centroids,
+    centroid_distances,
     choose_num_modes,
     kmeans,
     mode_counts,
@@ -47,13 +48,13 @@ from auditor.metrics.spectrum import effective_rank, entropy_of, normalized_spec
 from auditor.metrics.vendi import vendi_score, vendi_scores
 from auditor.metrics.warnings import SampleSizeWarning
 from auditor.pipeline.diagnostics import Columns, SideRows, sample_columns
+from auditor.pipeline.latent_map import fit_latent_map, real_neighbour_share
 from auditor.pipeline.progress import NullProgress, ProgressReporter
 from auditor.pipeline.report_data import ReportData
 
 # Size ratio beyond which set-size-dependent metrics (recall, coverage, density, vendi) are biased
 # enough to warn about.
 SIZE_RATIO_WARNING = 2.0
-PROJECTION_POINTS = 600
 SPECTRUM_POINTS = 64
 
 # Fixed per-purpose seed offsets: choosing a subset of metrics never changes another metric's value.
@@ -461,8 +462,9 @@ def _mode_metrics(
     out: dict[str, MetricValue],
     report: ReportData,
     details: dict[str, Any],
-) -> dict[str, Tensor] | None:
-    """The mode metrics; returns every side's labels (real, synthetic, holdout), for the diagnostics."""
+) -> tuple[dict[str, Tensor], Tensor] | None:
+    """The mode metrics; returns every side's labels (real, synthetic, holdout) and each real sample's
+    distance to its mode's centroid (the smallest are the mode's typical samples), for the diagnostics."""
     wanted = [n for n in ("mode_coverage", "mode_jsd") if n in params.metrics]
     if not wanted:
         return None
@@ -473,6 +475,7 @@ def _mode_metrics(
     progress.start("modes", None)
     centroids = kmeans(real.double(), k, generator=gen)
     real_labels = assign_to_centroids(real.double(), centroids).cpu()
+    real_distances = centroid_distances(real, centroids, real_labels, budget_bytes=params.budget_bytes).cpu()
     synth_labels = assign_to_centroids(synthetic.double(), centroids).cpu()
     hist = mode_histogram(real_labels, synth_labels, k)
     labels = {"real": real_labels, "synthetic": synth_labels}
@@ -500,25 +503,51 @@ def _mode_metrics(
         out[name] = _plug_in_value(
             float(fns[name](hist)), baseline.get(name), replicates[name], params.confidence, upper=1.0
         )
-    return labels
+    return labels, real_distances
 
 
-def _projection(real: Tensor, synthetic: Tensor, seed: int, report: ReportData) -> None:
-    """2-D PCA of the real data; both sides projected onto it (subsampled for the plot)."""
-    gen = _generator(seed, "projection")
-    r = real[torch.randperm(real.shape[0], generator=gen)[:PROJECTION_POINTS].to(real.device)].double()
-    s = synthetic[
-        torch.randperm(synthetic.shape[0], generator=gen)[:PROJECTION_POINTS].to(real.device)
-    ].double()
-    mean = real.double().mean(0)
-    if real.shape[1] < 2:
+def _projection(
+    real: Tensor,
+    synthetic: Tensor,
+    graphs: tuple[KnnGraph, KnnGraph | None] | None,
+    labels: dict[str, Tensor] | None,
+    orders: dict[str, Tensor],
+    params: MetricParams,
+    progress: ProgressReporter,
+    report: ReportData,
+) -> None:
+    """The latent map (:mod:`auditor.pipeline.latent_map`) with what the report marks on it: each point's
+    input row and mode, and the points the kNN metrics flag (the same per-sample scores the metrics
+    average, as in :mod:`auditor.pipeline.diagnostics`)."""
+    progress.start("map", None)
+    latent = fit_latent_map(real, synthetic, _generator(params.seed, "projection"))
+    progress.finish("map")
+    if latent is None:
         return
-    _, _, v = torch.linalg.svd(r - mean, full_matrices=False)
-    axes = v[:2].T
-    real_points, synthetic_points = (r - mean) @ axes, (s - mean) @ axes
-    largest = float(torch.cat([real_points, synthetic_points]).abs().max())
-    report.projection_real = _plot_points(real_points, largest)
-    report.projection_synthetic = _plot_points(synthetic_points, largest)
+    rows = latent.rows
+    largest = float(torch.cat([latent.points["real"], latent.points["synthetic"]]).abs().max())
+    report.projection_method = latent.method
+    report.projection_real = _plot_points(latent.points["real"], largest)
+    report.projection_synthetic = _plot_points(latent.points["synthetic"], largest)
+    report.projection_real_index = orders["real"].cpu()[rows["real"]].tolist()
+    report.projection_synthetic_index = orders["synthetic"].cpu()[rows["synthetic"]].tolist()
+    if labels is not None:
+        report.projection_real_mode = labels["real"].cpu()[rows["real"]].tolist()
+        report.projection_synthetic_mode = labels["synthetic"].cpu()[rows["synthetic"]].tolist()
+    if graphs is not None:
+        graph = graphs[0]
+        flags = {
+            "uncovered": (rows["real"], prdc.coverage_scores(graph) < 0.5),
+            "off_manifold": (rows["synthetic"], prdc.precision_scores(graph) < 0.5),
+            "copy": (rows["synthetic"], mem.memorization_scores(graph) > 0.5),
+        }
+        report.projection_marks = {
+            kind: torch.nonzero(flag.cpu()[side_rows]).flatten().tolist()
+            for kind, (side_rows, flag) in flags.items()
+        }
+    report.projection_neighbour_share = real_neighbour_share(
+        latent.points["real"], latent.points["synthetic"]
+    )
 
 
 def _plot_points(points: Tensor, largest: float, significant: int = 4) -> list[list[float]]:
@@ -563,8 +592,9 @@ def evaluate(
         _spectral_metrics(real, synthetic, holdout, params, progress, metrics, report)
         _vendi_metrics(real, synthetic, holdout, params, progress, metrics, details)
         _kid_metric(real, synthetic, holdout, params, progress, metrics)
-        labels = _mode_metrics(real, synthetic, holdout, params, progress, metrics, report, details)
-        _projection(real, synthetic, params.seed, report)
+        modes = _mode_metrics(real, synthetic, holdout, params, progress, metrics, report, details)
+        labels, mode_distance = modes if modes is not None else (None, None)
+        _projection(real, synthetic, graphs, labels, orders, params, progress, report)
     recorded = [
         {"category": w.category.__name__, "message": str(w.message)}
         for w in caught
@@ -575,7 +605,12 @@ def evaluate(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ordered = {name: metrics[name] for name in params.metrics if name in metrics}
     rows = {
-        side: SideRows(order, labels[side] if labels is not None else None) for side, order in orders.items()
+        side: SideRows(
+            order,
+            labels[side] if labels is not None else None,
+            mode_distance if side == "real" else None,
+        )
+        for side, order in orders.items()
     }
     graph, holdout_graph = graphs if graphs is not None else (None, None)
     return Evaluation(

@@ -25,7 +25,9 @@ Shape (``schema_version`` 1; documented in README "Result document")::
       "diagnostics": {"rows": {"synthetic": int, "real": int, "holdout": int},   # per-sample tables
                       "computed": {"knn": bool, "modes": bool},
                       "artifacts": ["samples/synthetic.parquet", ...],  # stored with the audit
-                      "bytes": int, "omitted": str | null}              # why none are stored
+                      "bytes": int, "omitted": str | null,              # why none are stored
+                      "previews": {"count": int, "failed": int, "capped": int,  # the report's previews
+                                   "omitted": str | null}}                      # why none are stored
     }
 """
 
@@ -91,13 +93,16 @@ class AuditResult:
 
     ``samples``: one Arrow table per side (:mod:`auditor.samples`), always, for in-process callers;
     ``artifacts``: what is stored with the audit (the same tables as parquet; empty when they are over
-    ``AUDITOR_MAX_ARTIFACT_MB``, see ``document["diagnostics"]["omitted"]``).
+    ``AUDITOR_MAX_ARTIFACT_MB``, see ``document["diagnostics"]["omitted"]``; and the previews of the
+    report's galleries, ``report/previews.json``); ``previews``: those previews, side -> row -> preview
+    (:mod:`auditor.pipeline.previews`; empty when switched off).
     """
 
     document: dict[str, Any]
     report: ReportData
     samples: dict[str, pa.Table] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
+    previews: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def audit_id(self) -> str:

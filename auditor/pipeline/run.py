@@ -7,6 +7,7 @@ before it propagates, so nothing is silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from auditor.artifacts import ArtifactStore
 from auditor.datasets.refs import dataset_scope
 from auditor.db import queries
 from auditor.errors import AuditorError, BadInputError
+from auditor.gates.baselines import require_no_history_baselines, resolve_baselines
 from auditor.pipeline.progress import NullProgress, ProgressReporter
 from auditor.pipeline.result import AuditResult
 from auditor.pipeline.spec import AuditSpec, DatasetRef
@@ -57,6 +59,15 @@ def run_audit(
     generation = spec.generation
     if session_scope is not None:
         with session_scope() as session:
+            if prepared.policy is not None and prepared.policy.baseline_names():
+                # The history baselines, resolved before the audit exists (a missing one is bad input).
+                baselines = resolve_baselines(
+                    session, prepared.policy, project=spec.project, parent_audit_id=spec.parent_audit_id
+                )
+                spec = spec.model_copy(update={"baselines": baselines})
+                prepared = dataclasses.replace(
+                    prepared, spec=prepared.spec.model_copy(update={"baselines": baselines})
+                )
             row = queries.create_audit(
                 session,
                 audit_id=audit_id,
@@ -68,6 +79,8 @@ def run_audit(
                 tags=spec.tags,
             )
             generation = row.generation
+    else:
+        require_no_history_baselines(prepared.policy)
     try:
         with dataset_scope():  # downloads are deleted when the audit ends, however it ends
             result = _execute(prepared, progress, audit_id, created_at, generation, store)

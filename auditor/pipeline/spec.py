@@ -34,3 +34,13 @@ class AuditSpec(BaseModel):
     parent_audit_id: str | None = None
     generation: int | None = Field(None, ge=0)
     tags: list[str] = Field(default_factory=list)
+    previews: bool = Field(
+        True,
+        description="Store previews of the samples the report's galleries show (thumbnails, texts, table "
+        "rows: real data, kept with the audit and shown only in its report); false: none.",
+    )
+    baselines: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="The policy's history baselines (parent, last_passed, audit:<id>) as resolved when "
+        "the audit was created (auditor.gates.baselines); set by the service, never by a caller.",
+    )

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from auditor.pipeline.limits import apply_operator_limits
 from auditor.pipeline.progress import NullProgress, ProgressReporter
 from auditor.pipeline.result import SCHEMA_VERSION, Artifact, AuditResult, protocol_fingerprint
 from auditor.pipeline.spec import AuditSpec, DatasetRef
-from auditor.policy import Policy, evaluate_policy, no_policy_verdict
+from auditor.policy import Policy, evaluate_policy, no_policy_verdict, sample_sizes
+
+log = logging.getLogger(__name__)
 
 SIDES = ("real", "synthetic", "holdout")
 # Bumped when what an embedding cache entry holds changes meaning.
@@ -87,7 +90,10 @@ def prepare(spec: AuditSpec, *, resolve_devices: bool = True, settings: Settings
     policy = Policy.from_dict(spec.policy) if spec.policy is not None else None
     if policy is not None:
         policy.check_applicable(
-            spec.params.metrics, spec.params.bootstrap > 0 or spec.params.spectral_bootstrap > 0
+            spec.params.metrics,
+            spec.params.bootstrap > 0 or spec.params.spectral_bootstrap > 0,
+            has_holdout=spec.holdout is not None,
+            has_parent=spec.parent_audit_id is not None,
         )
     # The API validates on a machine that may have no GPU while its workers do: it skips the device.
     device = resolve_device(spec.device) if resolve_devices else torch.device("cpu")
@@ -324,11 +330,22 @@ def sample_keys(dataset: LoadedDataset, n_rows: int) -> list[str] | None:
     return None
 
 
+def sample_labels(dataset: LoadedDataset, keys: list[str] | None) -> list[str | None] | None:
+    """The label of each feature row (by its key), or None when the dataset has no labels or its rows
+    cannot be named."""
+    resolved = dataset.resolved
+    labels = resolved.labels() if resolved is not None and keys is not None else None
+    if resolved is None or keys is None or labels is None:
+        return None
+    named = resolved.sample_keys()
+    if len(named) != len(labels):
+        return None
+    by_key = dict(zip(named, labels, strict=True))
+    return [by_key.get(key) for key in keys]
+
+
 def _sample_tables(
-    evaluation: Evaluation,
-    loaded: dict[str, LoadedDataset],
-    features: dict[str, torch.Tensor],
-    settings: Settings,
+    evaluation: Evaluation, keys: dict[str, list[str] | None], settings: Settings
 ) -> tuple[dict[str, Any], list[Artifact], dict[str, Any]]:
     """The per-sample tables, what is stored of them and the document's ``diagnostics`` entry.
 
@@ -337,7 +354,6 @@ def _sample_tables(
     """
     from auditor import samples
 
-    keys = {side: sample_keys(loaded[side], int(x.shape[0])) for side, x in features.items()}
     tables = samples.build_tables(evaluation.samples, keys)
     computed = dict(evaluation.samples_computed)
     info: dict[str, Any] = {
@@ -368,6 +384,103 @@ def _sample_tables(
     return tables, artifacts, info
 
 
+@dataclass
+class ReportEvidence:
+    """What the score stage adds for the report: previews (``items``, and the ``artifact`` storing
+    them, None when none are made) and the document's ``diagnostics.previews`` entry."""
+
+    items: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    artifact: Artifact | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _table_frames(prepared: Prepared, loaded: dict[str, LoadedDataset]) -> dict[str, Any]:
+    """The table sides as the audit read them (for the column findings and the rows' previews)."""
+    from auditor.extractors.tabular import TABLE_FORMATS, read_frame
+
+    drop = list(getattr(prepared.extractor, "drop_columns", None) or [])
+    return {
+        side: read_frame(dataset, drop)
+        for side, dataset in loaded.items()
+        if side in ("real", "synthetic")
+        and dataset.modality == "table"
+        and dataset.format in TABLE_FORMATS
+        and dataset.path is not None
+    }
+
+
+def _no_previews(reason: str) -> ReportEvidence:
+    return ReportEvidence(info={"count": 0, "failed": 0, "capped": 0, "omitted": reason})
+
+
+def _report_evidence(
+    prepared: Prepared,
+    loaded: dict[str, LoadedDataset],
+    evaluation: Evaluation,
+    tables: dict[str, Any],
+    keys: dict[str, list[str] | None],
+    settings: Settings,
+) -> ReportEvidence:
+    """The galleries and column findings (into the report data) and the galleries' previews.
+
+    Previews are real data: made only when neither the spec nor the operator switched them off, and a
+    failure to make them is recorded by its exception type alone (no key, path or content), never
+    failing the audit.
+    """
+    from auditor.pipeline import previews as pv
+    from auditor.pipeline.galleries import build_galleries, gallery_refs
+    from auditor.pipeline.table_drift import table_drift
+
+    report = evaluation.report
+    frames = _table_frames(prepared, loaded)
+    if "real" in frames and "synthetic" in frames:
+        try:
+            report.table_drift = table_drift(frames["real"], frames["synthetic"])
+        except Exception as exc:  # a report section, not the result: the audit stands without it
+            log.warning("column findings not made: %s", type(exc).__name__)
+    if not any(evaluation.samples_computed.values()):
+        return _no_previews("no k-NN or mode metric was requested")
+    report.galleries = build_galleries(
+        tables,
+        tau=evaluation.details.get("copy_threshold_tau"),
+        mode_real_share=report.mode_real_share,
+        mode_synthetic_share=report.mode_synthetic_share,
+        real_labels=sample_labels(loaded["real"], keys["real"]),
+    )
+    reason = pv.switched_off(prepared.spec.previews, settings.previews)
+    if reason is not None:
+        return _no_previews(reason)
+    try:
+        made = pv.make_previews(loaded, gallery_refs(report.galleries), keys, frames=frames)
+    except Exception as exc:  # evidence, not the result: the audit stands without it
+        log.warning("previews not made: %s", type(exc).__name__)
+        return _no_previews(f"previews could not be made ({type(exc).__name__})")
+    info: dict[str, Any] = {
+        "count": made.count,
+        "failed": made.failed,
+        "capped": made.capped,
+        "omitted": None,
+    }
+    if not made.count:
+        info["omitted"] = (
+            "embeddings show nothing beyond their keys" if made.key_only else "no sample could be previewed"
+        )
+        return ReportEvidence(info=info)
+    return ReportEvidence(items=made.items, artifact=pv.encode_previews(made), info=info)
+
+
+def _policy_sample_sizes(
+    features: dict[str, torch.Tensor], details: dict[str, Any], tail_fraction: float
+) -> dict[str, dict[str, int]]:
+    """The counts behind the share metrics, for the noise floor of ``beyond: noise`` rules."""
+    counts = {side: {"n": int(x.shape[0])} for side, x in features.items()}
+    document = {**counts, "details": details, "params": {"tail_fraction": tail_fraction}}
+    sizes = {"audit": sample_sizes(document)}
+    if "holdout" in counts:
+        sizes["holdout"] = sample_sizes(document, side="holdout")
+    return sizes
+
+
 def score(
     prepared: Prepared,
     loaded: dict[str, LoadedDataset],
@@ -388,12 +501,36 @@ def score(
     evaluation = evaluate(
         features["real"], features["synthetic"], features.get("holdout"), spec.params, progress=progress
     )
-    tables, artifacts, diagnostics = _sample_tables(evaluation, loaded, features, settings or get_settings())
+    settings = settings or get_settings()
+    keys = {side: sample_keys(loaded[side], int(x.shape[0])) for side, x in features.items()}
+    tables, artifacts, diagnostics = _sample_tables(evaluation, keys, settings)
+    previews = _report_evidence(prepared, loaded, evaluation, tables, keys, settings)
+    if previews.artifact is not None:
+        stored = sum(artifact.size for artifact in artifacts) + previews.artifact.size
+        if stored > settings.max_artifact_mb << 20:
+            # One bound on everything stored with an audit; the previews go first.
+            previews.info["omitted"] = (
+                f"not stored: with them the audit's files take {stored:,} bytes, over "
+                f"AUDITOR_MAX_ARTIFACT_MB={settings.max_artifact_mb}"
+            )
+        else:
+            artifacts.append(previews.artifact)
+    diagnostics["previews"] = previews.info
     timings.add("score_s", time.perf_counter() - start)
 
     metrics_doc = {name: value.to_dict() for name, value in evaluation.metrics.items()}
     policy = prepared.policy
-    verdict = evaluate_policy(policy, metrics_doc) if policy is not None else no_policy_verdict()
+    verdict = (
+        evaluate_policy(
+            policy,
+            metrics_doc,
+            spec.baselines,
+            sizes=_policy_sample_sizes(features, evaluation.details, spec.params.tail_fraction),
+            confidence=spec.params.confidence,
+        )
+        if policy is not None
+        else no_policy_verdict()
+    )
     extractor_doc = prepared.extractor.describe()
     params_doc = spec.params.model_dump(mode="json")
     protocol = protocol_fingerprint(
@@ -426,4 +563,10 @@ def score(
         "verdict": verdict,
         "diagnostics": diagnostics,
     }
-    return AuditResult(document=document, report=evaluation.report, samples=tables, artifacts=artifacts)
+    return AuditResult(
+        document=document,
+        report=evaluation.report,
+        samples=tables,
+        artifacts=artifacts,
+        previews=previews.items,
+    )

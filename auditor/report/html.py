@@ -10,6 +10,7 @@ user input.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -17,7 +18,11 @@ from typing import Any
 
 from auditor import __version__
 from auditor.metrics import METRICS, MIN_MODE_SHARE
-from auditor.pipeline.report_data import ReportData
+from auditor.pipeline.report_data import (
+    PROJECTION_NEIGHBOURS,
+    PROJECTION_TSNE_MIN_POINTS,
+    ReportData,
+)
 from auditor.report import plots
 
 FAMILIES = ("fidelity", "diversity", "collapse", "memorization")
@@ -366,38 +371,139 @@ def _figure(figure_id: str, heading: str, svg: str, caption: str) -> str:
 
 
 def _projection_figure(report: ReportData) -> str:
-    if not report.projection_real and not report.projection_synthetic:
+    real, synth = report.projection_real, report.projection_synthetic
+    if not real and not synth:
         return ""
-    n_real, n_synth = len(report.projection_real), len(report.projection_synthetic)
-    svg = plots.scatter_plot(
-        [
-            plots.ScatterSeries(f"real ({n_real:,})", report.projection_real, plots.REAL_COLOR),
-            plots.ScatterSeries(
-                f"synthetic ({n_synth:,})", report.projection_synthetic, plots.SYNTHETIC_COLOR
-            ),
-        ],
-        title="2-D PCA projection of real and synthetic features",
-        x_label="PC 1",
-        y_label="PC 2",
+    marks = report.projection_marks
+    modes = bool(report.projection_real_mode or report.projection_synthetic_mode)
+    n_real, n_synth = len(real), len(synth)
+    sides = [
+        plots.MapSide(
+            "real",
+            f"real ({n_real:,})",
+            real,
+            plots.REAL_COLOR,
+            marker="dot",
+            indices=report.projection_real_index,
+            groups=report.projection_real_mode,
+            flagged=marks.get("uncovered", ()),
+            flag_marker="ring",
+            flag_label="real, not covered",
+        ),
+        plots.MapSide(
+            "synthetic",
+            f"synthetic ({n_synth:,})",
+            synth,
+            plots.SYNTHETIC_COLOR,
+            marker="square",
+            indices=report.projection_synthetic_index,
+            groups=report.projection_synthetic_mode,
+            flagged=marks.get("off_manifold", ()),
+            flag_marker="cross",
+            flag_label="synthetic, off-manifold",
+            dashed=True,
+        ),
+    ]
+    method = report.projection_method or "pca"
+    name = {"tsne": "t-SNE", "pca": "PCA"}.get(method, method)
+    axis = "PC" if method == "pca" else name
+    svg = plots.map_plot(
+        sides,
+        highlighted=[(1, pos) for pos in marks.get("copy", ())],
+        highlight_label="copy of a real sample",
+        group_label="colour: mode" if modes else "",
+        title=f"Latent map ({name}) of real and synthetic features",
+        x_label=f"{axis} 1",
+        y_label=f"{axis} 2",
+        height=460,
     )
-    caption = (
-        "Both sides projected on the first two principal axes of the real features (subsampled). "
-        "Synthetic clouds that miss real regions suggest low recall; synthetic points far from any real "
-        "ones suggest low precision."
-    )
-    return _figure("projection", "Projection (PCA)", svg, caption)
+    if method == "tsne":
+        how = (
+            f"t-SNE of {n_real:,} real and {n_synth:,} synthetic samples (uniform subsamples, fitted "
+            "together): nearby points are similar samples; distances between clusters mean little."
+        )
+    elif report.projection_method:
+        how = (
+            f"{n_real:,} real and {n_synth:,} synthetic samples (uniform subsamples) projected on the "
+            "first two principal axes of the real ones (t-SNE, which keeps neighbourhoods, needs "
+            f"{PROJECTION_TSNE_MIN_POINTS} real samples or more, of more than two dimensions)."
+        )
+    else:  # stored before the map was recorded with its method: the PCA scatter of the time
+        how = "Both sides projected on the first two principal axes of the real features (subsampled)."
+    masses = " and ".join(f"{mass:.0%}" for mass in plots.DENSITY_MASSES)
+    parts = [how, f"Contours: the densest {masses} of each side."]
+    if marks:
+        parts.append(
+            "Rings: real samples no synthetic one covers; crosses: synthetic samples outside every real "
+            "k-NN ball; red rings: near-copies of a real sample."
+        )
+    if modes:
+        parts.append("Colour: the sample's mode (k-means on the real features).")
+    share = report.projection_neighbour_share
+    if share is not None and math.isfinite(share) and n_real + n_synth > 1:
+        chance = n_real / (n_real + n_synth - 1)
+        parts.append(
+            f"A synthetic point's {PROJECTION_NEIGHBOURS} nearest map neighbours are {share:.0%} real on "
+            f"average ({chance:.0%} if the sides mixed): less, and synthetic samples keep to regions of "
+            "their own."
+        )
+    return _figure("projection", f"Latent map ({name})", svg, _e(" ".join(parts)))
 
 
-def _modes_figure(report: ReportData) -> str:
+def _mode_label(entry: Mapping[str, Any], previews: Previews | None, mode: int) -> str:
+    """What a mode's bar is called: its majority label, else the start of its typical text, else its id."""
+    if entry.get("label") is not None:
+        return str(entry["label"])
+    preview = _preview_of(_mapping(entry.get("medoid")), previews)
+    if preview is not None and preview.get("kind") == "text":
+        text = " ".join(str(preview.get("text") or "").split())
+        return text[:11] + "…" if len(text) > 12 else text
+    return f"#{mode}"
+
+
+def _mode_strip(
+    order: Sequence[int],
+    entries: Mapping[int, Mapping[str, Any]],
+    report: ReportData,
+    previews: Previews | None,
+) -> str:
+    """The modes in bar order, each by its typical real sample: what the bars are."""
+    cards = []
+    for i in order:
+        entry = _mapping(entries.get(i))
+        medoid = entry.get("medoid")
+        preview = _preview_of(medoid, previews) if isinstance(medoid, Mapping) else None
+        body = _preview_body(preview, f"mode {i}")
+        if not body:  # embeddings: a key says nothing about what the mode is
+            continue
+        share = f"real {_pct(report.mode_real_share[i])} · synthetic {_pct(report.mode_synthetic_share[i])}"
+        name = f"#{i}" + (f" “{entry['label']}”" if entry.get("label") is not None else "")
+        cards.append(
+            f'<li class="mode-card" data-mode="{i}">{body}'
+            f'<span class="mode-name">{_e(name)}</span><span class="muted">{_e(share)}</span></li>'
+        )
+    if not cards:
+        return ""
+    return f'<ol class="mode-strip" aria-label="each mode by its typical real sample">{"".join(cards)}</ol>'
+
+
+def _modes_figure(report: ReportData, previews: Previews | None = None) -> str:
     real, synth = report.mode_real_share, report.mode_synthetic_share
     n = min(len(real), len(synth))
     if n == 0:
         return ""
-    # Sorted by real share so the chart reads from dominant to rare modes; ids stay in the labels.
+    # Sorted by real share so the chart reads from dominant to rare modes; ids stay in the tooltips.
     order = sorted(range(n), key=lambda i: -real[i])
     starved = [rank for rank, i in enumerate(order) if real[i] > 0 and synth[i] < MIN_MODE_SHARE * real[i]]
+    entries = {
+        int(e["mode"]): e
+        for e in _mapping(report.galleries).get("modes") or []
+        if isinstance(e, Mapping) and isinstance(e.get("mode"), int)
+    }
+    names = [_mode_label(_mapping(entries.get(i)), previews, i) for i in order]
+    labelled = any(name != f"#{i}" for name, i in zip(names, order, strict=True))
     svg = plots.grouped_bar_chart(
-        [f"#{i}" for i in order],
+        names,
         [
             plots.BarGroup("real share", [real[i] for i in order], plots.REAL_COLOR),
             plots.BarGroup("synthetic share", [synth[i] for i in order], plots.SYNTHETIC_COLOR),
@@ -405,7 +511,11 @@ def _modes_figure(report: ReportData) -> str:
         highlight=starved,
         highlight_label=f"synthetic < {MIN_MODE_SHARE:.0%} of real",
         title="Share of samples per mode, real vs synthetic",
-        x_label="mode (k-means on real features), by real share",
+        x_label=(
+            "mode (k-means on real features) by its majority label or typical sample, by real share"
+            if labelled
+            else "mode (k-means on real features), by real share"
+        ),
         y_label="share of samples",
         y_tick_format=plots.percent_tick,
         value_format=lambda v: f"{v * 100:.2f}%",
@@ -416,7 +526,8 @@ def _modes_figure(report: ReportData) -> str:
         f"{len(starved)} of {n} modes receive less than {MIN_MODE_SHARE:.0%} of their real share in the "
         "synthetic set (highlighted): these are the collapsed modes."
     )
-    return _figure("modes", "Per-mode coverage", svg, _e(caption))
+    strip = _mode_strip(order, entries, report, previews)
+    return _figure("modes", "Per-mode coverage", svg + strip, _e(caption))
 
 
 def _spectrum_figure(report: ReportData) -> str:
@@ -446,15 +557,352 @@ def _spectrum_figure(report: ReportData) -> str:
     return _figure("spectrum", "Covariance spectrum", svg, _e(caption))
 
 
-def _plots_section(report: ReportData | None) -> str:
+def _plots_section(report: ReportData | None, previews: Previews | None = None) -> str:
     if report is None:
         return ""
     figures = [_projection_figure(report), _spectrum_figure(report)]
-    wide = _modes_figure(report)
+    wide = _modes_figure(report, previews)
     if not any(figures) and not wide:
         return ""
     grid = f'<div class="grid-2">{"".join(f for f in figures if f)}</div>' if any(figures) else ""
     return f'<section id="plots"><h2>Distributions</h2>{grid}{wide}</section>'
+
+
+# --- galleries: the samples behind the numbers ---------------------------------------------------
+
+# side -> row index (a string: the previews are stored as JSON) -> preview (auditor.pipeline.previews).
+Previews = Mapping[str, Mapping[str, Mapping[str, Any]]]
+_IMAGE_TYPES = frozenset({"image/webp", "image/png", "image/jpeg"})
+# Stored previews go into an attribute: only plain base64 is ever written there.
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+_SIDES = frozenset({"real", "synthetic", "holdout"})
+
+
+def _pct(value: object) -> str:
+    v = as_float(value)
+    return "n/a" if v is None else f"{v * 100:.1f}%"
+
+
+def _preview_of(ref: Mapping[str, Any], previews: Previews | None) -> Mapping[str, Any] | None:
+    if not previews:
+        return None
+    found = _mapping(previews.get(str(ref.get("side")))).get(str(ref.get("index")))
+    return found if isinstance(found, Mapping) else None
+
+
+def _preview_body(preview: Mapping[str, Any] | None, alt: str) -> str:
+    kind = preview.get("kind") if preview is not None else None
+    if preview is not None and kind == "image":
+        media, data = str(preview.get("media_type")), str(preview.get("data") or "")
+        if media in _IMAGE_TYPES and _BASE64.match(data):
+            width, height = preview.get("width"), preview.get("height")
+            size = (
+                f' width="{width}" height="{height}"'
+                if isinstance(width, int) and isinstance(height, int)
+                else ""
+            )
+            return f'<img class="thumb" src="data:{media};base64,{data}"{size} alt="{_e(alt)}">'
+    if preview is not None and kind == "text":
+        return f'<blockquote class="preview-text">{_e(preview.get("text"))}</blockquote>'
+    if preview is not None and kind == "row":
+        cells = [c for c in preview.get("cells") or [] if isinstance(c, (list, tuple)) and len(c) == 2]
+        items = "".join(f"<div><dt>{_e(column)}</dt><dd>{_e(value)}</dd></div>" for column, value in cells)
+        more = preview.get("more_columns")
+        extra = f'<p class="muted">+{more} more columns</p>' if isinstance(more, int) and more > 0 else ""
+        return f'<dl class="preview-row">{items}</dl>{extra}'
+    return ""  # embeddings (or no preview): the key is all there is
+
+
+def _sample(ref: Mapping[str, Any], previews: Previews | None, stat: str = "", role: str = "") -> str:
+    side = str(ref.get("side"))
+    side = side if side in _SIDES else "other"
+    key = ref.get("key")
+    name = str(key) if key is not None else f"row {ref.get('index')}"
+    preview = _preview_of(ref, previews)
+    label = preview.get("label") if preview is not None else None
+    caption = (
+        f'<span class="side side-{side}">{_e(role or side)}</span> '
+        f'<span class="mono key" title="{_e(name)}">{_e(name)}</span>'
+    )
+    if label is not None:
+        caption += f' <span class="label">{_e(label)}</span>'
+    if stat:
+        caption += f'<span class="stat">{stat}</span>'
+    body = _preview_body(preview, f"{side} sample {name}")
+    kind = str(preview.get("kind")) if preview is not None else "none"
+    return (
+        f'<figure class="sample sample-{_e(kind)}" data-side="{side}" data-index="{_e(ref.get("index"))}">'
+        f"{body}<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _strip(refs: Iterable[Mapping[str, Any]], previews: Previews | None, role: str = "") -> str:
+    return '<div class="strip">' + "".join(_sample(ref, previews, role=role) for ref in refs) + "</div>"
+
+
+def _copies_gallery(galleries: Mapping[str, Any], previews: Previews | None) -> str:
+    pairs = [p for p in galleries.get("copies") or [] if isinstance(p, Mapping)]
+    if not pairs:
+        return ""
+    tau = as_float(galleries.get("tau"))
+    holdout = _mapping(galleries.get("holdout_nearest"))
+    cards = []
+    for pair in pairs:
+        distance = as_float(pair.get("distance"))
+        stats = [f"distance {fmt_number(distance)}"]
+        if tau and distance is not None:
+            stats[0] += f" ({fmt_number(distance / tau, 3)} τ)"
+        if pair.get("memorized"):
+            stats.append('<span class="badge badge-fail">near-copy</span>')
+        closer = as_float(pair.get("holdout_closer"))
+        if closer is not None:
+            stats.append(f"{_pct(closer)} of holdout samples come closer")
+        cards.append(
+            '<div class="pair">'
+            + _sample(_mapping(pair.get("synthetic")), previews)
+            + _sample(_mapping(pair.get("real")), previews, role="nearest real")
+            + f'<p class="pair-stats">{" · ".join(stats)}</p></div>'
+        )
+    note = "The synthetic samples nearest to a real sample, each beside that real sample. "
+    if tau is not None:
+        note += (
+            f"τ = {fmt_number(tau)} (the 1st percentile of real nearest-neighbour distances): within it a "
+        )
+        note += "sample counts as a near-copy"
+        memorized = galleries.get("memorized")
+        note += f" ({fmt_count(memorized)} synthetic samples are). " if isinstance(memorized, int) else ". "
+    if holdout:
+        note += (
+            f"Fresh real data (the holdout, {fmt_count(holdout.get('n'))} samples) lies at a median "
+            f"{fmt_number(holdout.get('median'))} from its nearest real sample (5th percentile "
+            f"{fmt_number(holdout.get('p05'))}): copies much nearer than that were not generalised."
+        )
+    return (
+        f'<div class="gallery" id="gallery-copies"><h3>Closest copies</h3><p class="note">{_e(note)}</p>'
+        f'<div class="pairs">{"".join(cards)}</div></div>'
+    )
+
+
+def _outside_gallery(galleries: Mapping[str, Any], previews: Previews | None, n_synthetic: object) -> str:
+    total = galleries.get("outside_total")
+    if not isinstance(total, int):
+        return ""
+    items = [i for i in galleries.get("outside") or [] if isinstance(i, Mapping)]
+    note = (
+        f"{fmt_count(total)} of {fmt_count(n_synthetic)} synthetic samples lie in no real k-NN ball (what "
+        "lowers precision)" + (", farthest from any real sample first." if items else ".")
+    )
+    figures = "".join(
+        _sample(
+            _mapping(item.get("synthetic")), previews, stat=f"distance {fmt_number(item.get('distance'))}"
+        )
+        for item in items
+    )
+    return (
+        f'<div class="gallery" id="gallery-outside"><h3>Outside the real manifold</h3>'
+        f'<p class="note">{_e(note)}</p><div class="strip">{figures}</div></div>'
+    )
+
+
+def _mode_name(mode: object, label: object, label_share: object) -> str:
+    name = f"mode #{mode}" if isinstance(mode, int) else "all modes"
+    if label is not None:
+        name += f" · mostly “{label}”" + (
+            f" ({_pct(label_share)})" if as_float(label_share) is not None else ""
+        )
+    return name
+
+
+def _missing_gallery(galleries: Mapping[str, Any], previews: Previews | None) -> str:
+    missing = _mapping(galleries.get("missing"))
+    groups = [g for g in missing.get("groups") or [] if isinstance(g, Mapping)]
+    total = missing.get("uncovered")
+    if not groups and not isinstance(total, int):
+        return ""
+    labels = {e.get("mode"): e for e in galleries.get("modes") or [] if isinstance(e, Mapping)}
+    blocks = []
+    for group in groups:
+        mode = group.get("mode")
+        entry = _mapping(labels.get(mode))
+        facts = []
+        if as_float(group.get("real_share")) is not None:
+            facts.append(
+                f"real {_pct(group.get('real_share'))}, synthetic {_pct(group.get('synthetic_share'))}"
+            )
+        if isinstance(group.get("uncovered"), int):
+            size = group.get("size")
+            facts.append(
+                f"{fmt_count(group['uncovered'])}"
+                + (f" of {fmt_count(size)}" if isinstance(size, int) else "")
+                + " uncovered"
+            )
+        heading = _e(_mode_name(mode, entry.get("label"), entry.get("label_share")))
+        medoids, uncovered = group.get("medoids") or [], group.get("samples") or []
+        body = ""
+        if medoids:
+            body += f'<div class="row-label">typical</div>{_strip(medoids, previews, role="typical")}'
+        if uncovered:
+            body += f'<div class="row-label">uncovered</div>{_strip(uncovered, previews, role="uncovered")}'
+        blocks.append(
+            f'<div class="mode-group" data-mode="{_e(mode)}"><h4>{heading}</h4>'
+            f'<p class="muted">{_e("; ".join(facts))}</p>{body}</div>'
+        )
+    note = (
+        f"{fmt_count(total)} real samples have no synthetic sample in their k-NN ball (what lowers coverage)"
+        if isinstance(total, int)
+        else "The modes the synthetic data under-fills"
+    )
+    if groups and groups[0].get("mode") is not None:
+        note += (
+            "; by mode, the modes that lost the most mass first, each shown by typical real samples "
+            "(nearest its centroid) and by its uncovered ones, most missed first."
+        )
+    else:
+        note += "."
+    return (
+        f'<div class="gallery" id="gallery-missing"><h3>Missing in the synthetic data</h3>'
+        f'<p class="note">{_e(note)}</p>{"".join(blocks)}</div>'
+    )
+
+
+def _duplicates_gallery(galleries: Mapping[str, Any], previews: Previews | None) -> str:
+    duplicates = _mapping(galleries.get("duplicates"))
+    total = duplicates.get("total")
+    if not isinstance(total, int):
+        return ""
+    groups = [g for g in duplicates.get("groups") or [] if isinstance(g, Mapping)]
+    blocks = "".join(
+        f'<div class="dup-group"><p class="muted">{fmt_count(g.get("size"))} samples, nearest pair at '
+        f"{fmt_number(g.get('distance'))}</p>{_strip(g.get('members') or [], previews)}</div>"
+        for g in groups
+    )
+    note = f"{fmt_count(total)} synthetic samples have another within τ (what raises duplicate_rate)"
+    note += ", in groups of near-identical samples, largest first." if groups else "."
+    return (
+        f'<div class="gallery" id="gallery-duplicates"><h3>Synthetic duplicates</h3>'
+        f'<p class="note">{_e(note)}</p>{blocks}</div>'
+    )
+
+
+def _previews_note(document: Mapping[str, Any], previews: Previews | None, override: str | None) -> str:
+    if override:
+        return f"Previews are {override}: samples are shown by key."
+    if not previews:
+        info = _mapping(_mapping(document.get("diagnostics")).get("previews"))
+        why = info.get("omitted") or "none stored with this audit"
+        return f"No previews: {why}; samples are shown by key."
+    return "Previews show real data: this report follows the audit's access rules."
+
+
+def _galleries_section(
+    document: Mapping[str, Any], report: ReportData | None, previews: Previews | None, note: str | None
+) -> str:
+    galleries = _mapping(report.galleries) if report is not None else {}
+    if not galleries:
+        return ""
+    n_synthetic = _mapping(document.get("synthetic")).get("n")
+    parts = [
+        _copies_gallery(galleries, previews),
+        _outside_gallery(galleries, previews, n_synthetic),
+        _missing_gallery(galleries, previews),
+        _duplicates_gallery(galleries, previews),
+    ]
+    if not any(parts):
+        return ""
+    body = "".join(p for p in parts if p)
+    return _section(
+        "galleries", "Samples behind the numbers", body, _e(_previews_note(document, previews, note))
+    )
+
+
+# --- tables: columns the synthetic data lost or invented ------------------------------------------
+
+
+def _range_text(low: object, high: object) -> str:
+    lo, hi = as_float(low), as_float(high)
+    if lo is None and hi is None:
+        return "every value"
+    if lo is None:
+        return f"< {fmt_number(hi)}"
+    if hi is None:
+        return f"≥ {fmt_number(lo)}"
+    return f"[{fmt_number(lo)}, {fmt_number(hi)})"
+
+
+def _columns_section(report: ReportData | None) -> str:
+    drift = _mapping(report.table_drift) if report is not None else {}
+    if not drift:
+        return ""
+    parts = []
+    for key, what in (
+        ("columns_lost", "Columns the synthetic table lacks"),
+        ("columns_invented", "Columns only the synthetic table has"),
+    ):
+        names = [str(n) for n in drift.get(key) or []]
+        if names:
+            parts.append(
+                f'<p class="column-list"><strong>{_e(what)}:</strong> '
+                + ", ".join(f"<code>{_e(n)}</code>" for n in names)
+                + "</p>"
+            )
+    categories = [c for c in drift.get("categories") or [] if isinstance(c, Mapping)]
+    if categories:
+        rows = (
+            f'<tr class="finding-{_e(c.get("status"))}">'
+            + _tag("td", f"<code>{_e(c.get('column'))}</code> = {_e(c.get('category'))}")
+            + _tag("td", _pct(c.get("real_share")), "num")
+            + _tag("td", _pct(c.get("synthetic_share")), "num")
+            + _tag("td", _badge_for(str(c.get("status"))))
+            + "</tr>"
+            for c in categories
+        )
+        parts.append(
+            "<h3>Categories</h3>"
+            + _table([("Category", ""), ("Real", "num"), ("Synthetic", "num"), ("", "")], rows, "categories")
+        )
+    ranges = [r for r in drift.get("ranges") or [] if isinstance(r, Mapping)]
+    if ranges:
+        rows = (
+            "<tr>"
+            + _tag("td", f"<code>{_e(r.get('column'))}</code> {_e(_range_text(r.get('low'), r.get('high')))}")
+            + _tag("td", _pct(r.get("real_share")), "num")
+            + _tag("td", _pct(r.get("synthetic_share")), "num")
+            + "</tr>"
+            for r in ranges
+        )
+        parts.append(
+            "<h3>Numeric ranges the synthetic data (almost) never reaches</h3>"
+            + _table([("Range", ""), ("Real", "num"), ("Synthetic", "num")], rows, "ranges")
+        )
+    outside = [o for o in drift.get("outside") or [] if isinstance(o, Mapping)]
+    if outside:
+        rows = (
+            "<tr>"
+            + _tag("td", f"<code>{_e(o.get('column'))}</code>")
+            + _tag("td", _pct(o.get("below")), "num")
+            + _tag("td", _pct(o.get("above")), "num")
+            + "</tr>"
+            for o in outside
+        )
+        parts.append(
+            "<h3>Synthetic values beyond every real value</h3>"
+            + _table([("Column", ""), ("Below", "num"), ("Above", "num")], rows, "outside")
+        )
+    if not parts:
+        parts.append("<p>No column lost or invented a category or a range of its values.</p>")
+    note = (
+        "From the raw tables: a category counts as lost when its synthetic share is below "
+        f"{MIN_MODE_SHARE:.0%} of its real share (0: absent); ranges are real deciles, adjacent ones "
+        f"merged. Only aggregates of the real data: categories held by at least "
+        f"{fmt_count(drift.get('min_category_rows'))} real "
+        "rows, range ends at real quantiles."
+    )
+    return _section("columns", "Columns", "".join(parts), _e(note))
+
+
+def _badge_for(status: str) -> str:
+    outcome = {"lost": "fail", "starved": "warn", "invented": "none"}.get(status, "none")
+    return f'<span class="badge badge-{outcome}">{_e(status)}</span>'
 
 
 # --- across generations --------------------------------------------------------------------------
@@ -606,8 +1054,15 @@ def render_report(
     *,
     trend: list[dict[str, Any]] | None = None,
     title: str | None = None,
+    previews: Previews | None = None,
+    previews_off: str | None = None,
 ) -> str:
-    """Render one audit as a single self-contained HTML page (inline CSS + SVG, no network, no JS)."""
+    """Render one audit as a single self-contained HTML page (inline CSS + SVG, no network, no JS).
+
+    ``previews``: the stored previews of the galleries' samples (:mod:`auditor.pipeline.previews`;
+    thumbnails inline as ``data:`` URIs); ``previews_off``: why previews are withheld at render time
+    (the operator's switch), said above the galleries, which then show keys only.
+    """
     doc = _mapping(document)
     heading = title or f"{doc.get('project', 'audit')} · audit {str(doc.get('audit_id', ''))[:8]}"
     sections = [
@@ -615,7 +1070,9 @@ def render_report(
         _verdict_section(_mapping(doc.get("verdict"))),
         _metrics_section(doc),
         _warnings_section(doc),
-        _plots_section(report),
+        _plots_section(report, None if previews_off else previews),
+        _galleries_section(doc, report, None if previews_off else previews, previews_off),
+        _columns_section(report),
         _trend_section(trend, doc.get("audit_id")),
         _run_section(doc),
         _footer(doc),
@@ -627,7 +1084,7 @@ def render_report(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{_e(heading)}</title><style>{CSS}</style></head>\n"
+        f"<title>{_e(heading)}</title><style>{CSS}{GALLERY_CSS}</style></head>\n"
         f'<body><main class="container">\n{body}\n</main></body></html>\n'
     )
 
@@ -704,4 +1161,41 @@ footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 8
   .meta { grid-template-columns: repeat(2, minmax(0, 1fr)); }
   .grid-2, .grid-3 { grid-template-columns: 1fr; }
 }
+"""
+
+
+GALLERY_CSS = """
+.gallery { margin-bottom: 20px; }
+.gallery h4 { font-size: 13px; margin: 10px 0 2px; font-weight: 600; }
+.strip { display: flex; flex-wrap: wrap; gap: 10px; margin: 6px 0; }
+.pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
+.pair { display: flex; flex-wrap: wrap; gap: 8px; border: 1px solid var(--border); border-radius: 8px;
+  padding: 8px; align-items: flex-start; }
+.pair-stats { flex-basis: 100%; margin: 0; font-size: 12px; color: var(--muted); }
+figure.sample { margin: 0; width: 132px; font-size: 11.5px; }
+figure.sample-text, figure.sample-row { width: 220px; }
+figure.sample figcaption { margin-top: 3px; color: var(--muted); overflow-wrap: anywhere; }
+figure.sample .key { font-size: 11px; color: var(--fg); }
+figure.sample .label { background: var(--none-bg); border-radius: 4px; padding: 0 4px; }
+figure.sample .stat { display: block; }
+.side { text-transform: uppercase; font-size: 10px; letter-spacing: .05em; font-weight: 600; }
+.side-real { color: #2563eb; }
+.side-synthetic, .side-holdout { color: #ea580c; }
+img.thumb { display: block; width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated;
+  background: #f3f4f6; border-radius: 4px; }
+.preview-text { margin: 0; padding: 6px 8px; background: #f9fafb; border-left: 3px solid var(--border);
+  font-size: 12px; max-height: 9em; overflow: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
+dl.preview-row { margin: 0; font-size: 11.5px; display: grid; grid-template-columns: auto 1fr; gap: 0 6px;
+  background: #f9fafb; padding: 4px 6px; border-radius: 4px; max-height: 12em; overflow: auto; }
+dl.preview-row div { display: contents; }
+dl.preview-row dt { color: var(--muted); }
+dl.preview-row dd { margin: 0; overflow-wrap: anywhere; }
+.row-label { font-size: 11px; color: var(--muted); text-transform: uppercase; letter-spacing: .05em; }
+.mode-group, .dup-group { border-top: 1px solid var(--border); padding-top: 6px; margin-top: 6px; }
+.mode-group p.muted, .dup-group p.muted { margin: 0 0 4px; font-size: 12.5px; }
+ol.mode-strip { list-style: none; display: flex; flex-wrap: wrap; gap: 8px; padding: 0; margin: 8px 0 0; }
+li.mode-card { width: 110px; font-size: 11px; display: flex; flex-direction: column; }
+li.mode-card img.thumb { width: 56px; height: 56px; }
+li.mode-card .preview-text { max-height: 4.5em; font-size: 11px; }
+.mode-name { font-weight: 600; }
 """

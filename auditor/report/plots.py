@@ -12,10 +12,10 @@ keeps the report free of any ``http://`` string a network scanner might flag.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Literal, Protocol, TypeGuard
+from typing import Literal, Protocol, TypeGuard, cast
 
 REAL_COLOR = "#2563eb"
 SYNTHETIC_COLOR = "#ea580c"
@@ -564,7 +564,367 @@ def line_chart(
     return "".join(parts)
 
 
+# --- latent map ----------------------------------------------------------------------------------
+
+# Colours of categories (modes) on the map, GROUP_COLORS[label % 10]: Tableau 10 without its blue and
+# orange, which draw the real and synthetic contours over them.
+GROUP_COLORS = (
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#79706e",
+    "#8cd17d",
+    "#499894",
+)
+_NEUTRAL = "#6b7280"  # legend symbols when the points are coloured by category
+_GRID_CELLS = 48  # density grid nodes across the longer side of the map
+_BANDWIDTH_CELLS = 1.25  # Gaussian kernel width, in grid cells (~2.6% of the map's extent)
+DENSITY_MASSES = (0.5, 0.9)  # contours around the densest 50% and 90% of each side's points
+
+MarkerKind = Literal["dot", "ring", "square", "cross"]
+
+
+@dataclass(frozen=True)
+class MapSide:
+    """One side of a latent map: its points, the input row of each (``data-index``) and how they are
+    drawn. ``groups`` (one category per point, e.g. its mode) colours the points from GROUP_COLORS;
+    without it they take ``color``, which also draws the side's density contours. Points at the
+    positions in ``flagged`` are drawn as ``flag_marker`` instead of ``marker``."""
+
+    side: str  # the data-side of its points' groups: "real", "synthetic"
+    label: str
+    points: Sequence[Sequence[float]]
+    color: str
+    marker: MarkerKind = "dot"
+    indices: Sequence[int] = ()
+    groups: Sequence[int] = ()
+    flagged: Collection[int] = ()
+    flag_marker: MarkerKind = "ring"
+    flag_label: str = ""
+    dashed: bool = False  # its contours
+
+
+def _marker(kind: MarkerKind, x: float, y: float, attrs: str) -> str:
+    if kind in ("dot", "ring"):
+        return f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.2"{attrs}/>'
+    if kind == "square":
+        return f'<rect x="{_f(x - 1.9)}" y="{_f(y - 1.9)}" width="3.8" height="3.8"{attrs}/>'
+    a, b, c, d = _f(x - 2.2), _f(y - 2.2), _f(x + 2.2), _f(y + 2.2)
+    return f'<path d="M{a} {b}L{c} {d}M{a} {d}L{c} {b}"{attrs}/>'
+
+
+def _paint(kind: MarkerKind, color: str) -> str:
+    """The group attributes that draw ``kind`` in ``color``: filled shapes, or strokes."""
+    if kind in ("dot", "square"):
+        return f'fill="{color}" fill-opacity="0.55"'
+    return f'fill="none" stroke="{color}" stroke-width="1.1" stroke-opacity="0.8"'
+
+
+def density_grid(
+    points: Sequence[tuple[float, float]], origin: tuple[float, float], step: float, shape: tuple[int, int]
+) -> list[list[float]]:
+    """A Gaussian kernel density of ``points`` on a grid (``grid[j][i]`` at ``origin + (i, j) * step``):
+    each point binned linearly onto its four nearest nodes, then blurred by a separable kernel of
+    ``_BANDWIDTH_CELLS`` nodes. The border nodes are zero, so every contour closes inside the grid."""
+    nx, ny = shape
+    grid = [[0.0] * nx for _ in range(ny)]
+    for x, y in points:
+        fx, fy = (x - origin[0]) / step, (y - origin[1]) / step
+        i, j = math.floor(fx), math.floor(fy)
+        if not (0 <= i < nx - 1 and 0 <= j < ny - 1):
+            continue
+        tx, ty = fx - i, fy - j
+        grid[j][i] += (1 - tx) * (1 - ty)
+        grid[j][i + 1] += tx * (1 - ty)
+        grid[j + 1][i] += (1 - tx) * ty
+        grid[j + 1][i + 1] += tx * ty
+    radius = math.ceil(3 * _BANDWIDTH_CELLS)
+    kernel = [math.exp(-0.5 * (t / _BANDWIDTH_CELLS) ** 2) for t in range(-radius, radius + 1)]
+    kernel = [k / sum(kernel) for k in kernel]  # the grid keeps the points' mass
+
+    def blur(row: list[float]) -> list[float]:
+        n = len(row)
+        return [
+            sum(kernel[t + radius] * row[i + t] for t in range(-radius, radius + 1) if 0 <= i + t < n)
+            for i in range(n)
+        ]
+
+    grid = [blur(row) for row in grid]
+    columns = [blur([grid[j][i] for j in range(ny)]) for i in range(nx)]
+    grid = [[columns[i][j] for i in range(nx)] for j in range(ny)]
+    for j in range(ny):
+        for i in range(nx):
+            if i in (0, nx - 1) or j in (0, ny - 1):
+                grid[j][i] = 0.0
+    return grid
+
+
+def density_levels(grid: Sequence[Sequence[float]], masses: Sequence[float]) -> list[float]:
+    """For each mass p, the density above which the grid holds a share p of its total (the boundary of
+    the highest-density region holding p of the points); fewer when the grid is empty."""
+    values = sorted((v for row in grid for v in row if v > 0), reverse=True)
+    total = sum(values)
+    if total <= 0:
+        return []
+    levels, cumulative, index = [], 0.0, 0
+    for p in sorted(masses):
+        while index < len(values) and cumulative < p * total:
+            cumulative += values[index]
+            index += 1
+        levels.append(values[max(index - 1, 0)])
+    return levels
+
+
+# Marching squares: corners of cell (i, j) are bit 0 (i, j), 1 (i+1, j), 2 (i+1, j+1), 3 (i, j+1);
+# each edge is named by its lower node and direction, so neighbouring cells name a shared edge alike.
+_CORNERS = ((0, 0), (1, 0), (1, 1), (0, 1))
+_EDGES = (((0, 0), "h"), ((1, 0), "v"), ((0, 1), "h"), ((0, 0), "v"))  # bottom, right, top, left
+_CORNER_EDGES = ((3, 0), (0, 1), (1, 2), (2, 3))  # the two edges that meet at each corner
+
+_Edge = tuple[int, int, str]
+
+
+def _cell_segments(above: Sequence[bool], centre_above: bool) -> list[tuple[int, int]]:
+    """The contour segments of one cell, as pairs of its edges (0 bottom, 1 right, 2 top, 3 left)."""
+    crossed = [e for e in range(4) if above[e] != above[(e + 1) % 4]]
+    if len(crossed) == 2:
+        return [(crossed[0], crossed[1])]
+    if len(crossed) == 4:  # a saddle: cut off the two corners that disagree with the centre
+        return [_CORNER_EDGES[c] for c in range(4) if above[c] != centre_above]
+    return []
+
+
+def contour_paths(
+    grid: Sequence[Sequence[float]], level: float, to_px: Callable[[float, float], tuple[float, float]]
+) -> str:
+    """The iso-line ``level`` of ``grid`` (nodes in grid units, mapped by ``to_px``) as SVG path data:
+    one ``M ... Z`` run per closed line."""
+    ny, nx = len(grid), len(grid[0]) if grid else 0
+    links: dict[_Edge, list[_Edge]] = {}
+    for j in range(ny - 1):
+        for i in range(nx - 1):
+            values = [grid[j + dj][i + di] for di, dj in _CORNERS]
+            above = [v >= level for v in values]
+            if all(above) or not any(above):
+                continue
+            names = [(i + di, j + dj, kind) for (di, dj), kind in _EDGES]
+            for a, b in _cell_segments(above, sum(values) / 4 >= level):
+                links.setdefault(names[a], []).append(names[b])
+                links.setdefault(names[b], []).append(names[a])
+
+    def crossing(edge: _Edge) -> tuple[float, float]:
+        i, j, kind = edge
+        i2, j2 = (i + 1, j) if kind == "h" else (i, j + 1)
+        v1, v2 = grid[j][i], grid[j2][i2]
+        t = (level - v1) / (v2 - v1) if v2 != v1 else 0.5
+        return to_px(i + t * (i2 - i), j + t * (j2 - j))
+
+    parts, seen = [], set()
+    for start in links:  # insertion order: the same grid gives the same path text
+        if start in seen:
+            continue
+        line, previous, current = [start], None, start
+        seen.add(start)
+        while True:
+            nexts = [e for e in links[current] if e != previous and e not in seen]
+            if not nexts:
+                break
+            previous, current = current, nexts[0]
+            seen.add(current)
+            line.append(current)
+        if len(line) < 3:
+            continue
+        coords = [crossing(e) for e in line]
+        parts.append(
+            f"M{_f(coords[0][0])} {_f(coords[0][1])}L"
+            + " ".join(f"{_f(x)} {_f(y)}" for x, y in coords[1:])
+            + "Z"
+        )
+    return "".join(parts)
+
+
+def _map_legend(entries: Sequence[tuple[str, str, str, str]], left: float, top: float, right: float) -> str:
+    """Left-aligned legend rows; ``entries`` are (label, colour, kind, style) with kind a marker kind,
+    ``line`` (style ``dashed`` or ``solid``) or ``highlight``."""
+    parts, x, y = ['<g class="legend">'], left, top
+    for label, color, kind, style in entries:
+        width = 22 + len(label) * _CHAR_WIDTH
+        if x + width > right and x > left:
+            x, y = left, y + 16
+        if kind == "line":
+            dash = ' stroke-dasharray="4 3"' if style == "dashed" else ""
+            parts.append(
+                f'<line x1="{_f(x)}" y1="{_f(y)}" x2="{_f(x + 14)}" y2="{_f(y)}" stroke="{color}" '
+                f'stroke-width="1.6"{dash}/>'
+            )
+        elif kind == "highlight":
+            parts.append(
+                f'<circle cx="{_f(x + 7)}" cy="{_f(y)}" r="4.5" fill="none" stroke="{color}" '
+                'stroke-width="1.6"/>'
+            )
+        else:
+            marker = cast(MarkerKind, kind)
+            parts.append(f"<g {_paint(marker, color)}>{_marker(marker, x + 7, y, '')}</g>")
+        parts.append(f'<text x="{_f(x + 18)}" y="{_f(y)}" dominant-baseline="middle">{escape(label)}</text>')
+        x += width + 10
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _legend_rows(labels: Sequence[str], width: float) -> int:
+    rows, x = 1, 0.0
+    for label in labels:
+        w = 22 + len(label) * _CHAR_WIDTH
+        if x + w > width and x > 0:
+            rows, x = rows + 1, 0.0
+        x += w + 10
+    return rows
+
+
+def map_plot(
+    sides: Sequence[MapSide],
+    *,
+    highlighted: Sequence[tuple[int, int]] = (),
+    highlight_label: str = "",
+    group_label: str = "",
+    title: str = "",
+    x_label: str = "",
+    y_label: str = "",
+    width: int = 560,
+    height: int = 420,
+    masses: Sequence[float] = DENSITY_MASSES,
+) -> str:
+    """A 2-D map: every side's points (its marker, flagged ones in its flag marker, coloured by group
+    when it has groups) under its density contours, ``highlighted`` (side number, position) points
+    ringed in HIGHLIGHT_COLOR on top. Both axes share one scale: distances on a map mean the same in
+    every direction. Each side's point groups carry ``data-side`` (and ``data-mode``, ``data-kind``),
+    each point its ``data-index``, for a page that joins them to the samples."""
+    clean = [
+        [
+            (pos, (float(p[0]), float(p[1])))
+            for pos, p in enumerate(s.points)
+            if len(p) >= 2 and _finite(p[0]) and _finite(p[1])
+        ]
+        for s in sides
+    ]
+    every = [xy for pts in clean for _, xy in pts]
+    if not every:
+        return empty_plot("No map data", width=width, height=height)
+    grouped = any(s.groups for s in sides)
+    entries: list[tuple[str, str, str, str]] = []
+    for s, pts in zip(sides, clean, strict=True):
+        flagged = set(s.flagged)
+        shown = {pos for pos, _ in pts}
+        symbol = _NEUTRAL if grouped else s.color
+        if shown - flagged:
+            entries.append((s.label, symbol, s.marker, ""))
+        if shown & flagged:
+            entries.append((s.flag_label or f"{s.label}, flagged", symbol, s.flag_marker, ""))
+    if highlighted and highlight_label:
+        entries.append((highlight_label, HIGHLIGHT_COLOR, "highlight", ""))
+    entries += [(f"{s.label} density", s.color, "line", "dashed" if s.dashed else "solid") for s in sides]
+    if grouped and group_label:
+        entries.append((group_label, GROUP_COLORS[0], "dot", ""))
+    legend_height = 16 * _legend_rows([e[0] for e in entries], width - 24)
+    frame = _Frame(
+        left=24, top=10, right=width - 10, bottom=height - (22 if x_label else 8) - legend_height - 6
+    )
+
+    xs_all, ys_all = [p[0] for p in every], [p[1] for p in every]
+    x_mid, y_mid = (min(xs_all) + max(xs_all)) / 2, (min(ys_all) + max(ys_all)) / 2
+    span = max(max(xs_all) - min(xs_all), max(ys_all) - min(ys_all)) or 1.0
+    # A margin of four kernel widths: the contours close before they reach the frame.
+    inner = 1 - 2 * (4 * _BANDWIDTH_CELLS / _GRID_CELLS)
+    scale = inner * min(frame.right - frame.left, frame.bottom - frame.top) / span
+    cx, cy = (frame.left + frame.right) / 2, (frame.top + frame.bottom) / 2
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return cx + (x - x_mid) * scale, cy - (y - y_mid) * scale
+
+    parts = [_open_svg(width, height, title)]
+    parts.append(
+        f'<rect class="frame" x="{_f(frame.left)}" y="{_f(frame.top)}" '
+        f'width="{_f(frame.right - frame.left)}" height="{_f(frame.bottom - frame.top)}" fill="none" '
+        f'stroke="{_GRID}"/>'
+    )
+    if y_label:
+        parts.append(
+            f'<text x="12" y="{_f(cy)}" text-anchor="middle" transform="rotate(-90 12 {_f(cy)})">'
+            f"{escape(y_label)}</text>"
+        )
+    if x_label:
+        parts.append(
+            f'<text x="{_f(cx)}" y="{_f(frame.bottom + 16)}" text-anchor="middle">{escape(x_label)}</text>'
+        )
+
+    for s, pts in zip(sides, clean, strict=True):
+        flagged = set(s.flagged)
+        buckets: dict[tuple[str, int], list[str]] = {}
+        for pos, (x, y) in pts:
+            kind = "flagged" if pos in flagged else "plain"
+            group = s.groups[pos] if pos < len(s.groups) else -1
+            index = f' data-index="{int(s.indices[pos])}"' if pos < len(s.indices) else ""
+            marker = s.flag_marker if kind == "flagged" else s.marker
+            buckets.setdefault((kind, group), []).append(_marker(marker, *px(x, y), index))
+        for (kind, group), elements in sorted(buckets.items()):
+            marker = s.flag_marker if kind == "flagged" else s.marker
+            color = GROUP_COLORS[group % len(GROUP_COLORS)] if s.groups and group >= 0 else s.color
+            mode = f' data-mode="{group}"' if s.groups and group >= 0 else ""
+            parts.append(
+                f'<g class="points" data-side="{escape(s.side, quote=True)}" data-kind="{kind}"{mode} '
+                f"{_paint(marker, color)}>"
+            )
+            parts.extend(elements)
+            parts.append("</g>")
+
+    # The density grid spans the frame in data units, one node spacing in both directions.
+    step = max(frame.right - frame.left, frame.bottom - frame.top) / scale / (_GRID_CELLS - 1)
+    origin = (x_mid - (cx - frame.left) / scale, y_mid - (frame.bottom - cy) / scale)
+    shape = (
+        math.floor((frame.right - frame.left) / scale / step) + 1,
+        math.floor((frame.bottom - frame.top) / scale / step) + 1,
+    )
+
+    def grid_px(i: float, j: float) -> tuple[float, float]:
+        return px(origin[0] + i * step, origin[1] + j * step)
+
+    for s, pts in zip(sides, clean, strict=True):
+        grid = density_grid([xy for _, xy in pts], origin, step, shape)
+        levels = density_levels(grid, masses)
+        dash = ' stroke-dasharray="4 3"' if s.dashed else ""
+        parts.append(
+            f'<g class="contours" data-side="{escape(s.side, quote=True)}" fill="none" '
+            f'stroke="{s.color}"{dash}>'
+        )
+        for rank, level in enumerate(levels):  # the densest region (smallest mass) drawn boldest
+            d = contour_paths(grid, level, grid_px)
+            if d:
+                parts.append(
+                    f'<path class="contour" d="{d}" stroke-width="{max(1.8 - 0.6 * rank, 0.6):.1f}"/>'
+                )
+        parts.append("</g>")
+
+    if highlighted:
+        parts.append(f'<g class="highlights" fill="none" stroke="{HIGHLIGHT_COLOR}" stroke-width="1.4">')
+        for number, pos in highlighted:
+            if 0 <= number < len(sides) and 0 <= pos < len(sides[number].points):
+                p = sides[number].points[pos]
+                if len(p) >= 2 and _finite(p[0]) and _finite(p[1]):
+                    x, y = px(float(p[0]), float(p[1]))
+                    parts.append(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="4.5"/>')
+        parts.append("</g>")
+    parts.append(_map_legend(entries, 12, height - legend_height + 4, width - 12))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 __all__ = [
+    "DENSITY_MASSES",
+    "GROUP_COLORS",
     "HIGHLIGHT_COLOR",
     "REAL_COLOR",
     "SYNTHETIC_COLOR",
@@ -573,13 +933,18 @@ __all__ = [
     "LineSeries",
     "LinearScale",
     "LogScale",
+    "MapSide",
     "ScatterSeries",
+    "contour_paths",
+    "density_grid",
+    "density_levels",
     "empty_plot",
     "format_log_tick",
     "format_tick",
     "grouped_bar_chart",
     "line_chart",
     "log_ticks",
+    "map_plot",
     "nice_ticks",
     "percent_tick",
 ]

@@ -28,6 +28,7 @@ from auditor.db.access import Principal
 from auditor.db.models import Audit
 from auditor.errors import DatasetNotFoundError, ForbiddenError, ServiceUnavailableError
 from auditor.extractors.base import FeatureExtractor
+from auditor.gates.baselines import resolve_baselines
 from auditor.pipeline.spec import AuditSpec
 from auditor.pipeline.stages import accepted_modalities, prepare, sides_of
 from auditor.service.context import ServiceContext
@@ -101,6 +102,13 @@ def submit_audit(
     # extractor, metrics, policy applicability, the operator's limits
     prepared = prepare(spec, resolve_devices=False, settings=context.settings)
     check_references(context, spec, prepared.extractor)
+    if prepared.policy is not None and prepared.policy.baseline_names():
+        # The history baselines, resolved now: a missing one is an error before anything is queued.
+        with context.session() as session:
+            baselines = resolve_baselines(
+                session, prepared.policy, project=spec.project, parent_audit_id=spec.parent_audit_id
+            )
+        spec = spec.model_copy(update={"baselines": baselines})
     audit_id = uuid.uuid4().hex
     # Projects are never deleted by the service, so their ids are cached per process: one round trip
     # less per submit. Should one vanish anyway (a database restored underneath), the foreign key

@@ -328,7 +328,9 @@ def test_an_empty_policy_is_refused_and_the_schema_says_so(service) -> None:  # 
     schemas = spec["components"]["schemas"]
     assert schemas["PolicyBody"]["required"] == ["rules"]
     assert schemas["PolicyBody"]["properties"]["rules"]["minItems"] == 1
-    assert {"required": ["min"], "properties": {"min": {"type": "number"}}} in schemas["RuleCreate"]["anyOf"]
+    absolute, relative = schemas["RuleCreate"]["anyOf"]
+    assert {"required": ["min"], "properties": {"min": {"type": "number"}}} in absolute["anyOf"]
+    assert relative["required"] == ["baseline"] and relative["properties"]["min"] == {"type": "null"}
 
 
 def test_every_route_documents_its_error_answers_as_json(service) -> None:  # type: ignore[no-untyped-def]

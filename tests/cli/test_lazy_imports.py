@@ -122,6 +122,7 @@ def test_importing_the_cli_and_the_client_loads_no_heavy_module() -> None:
     code = (
         "import json, sys\n"
         "import auditor.cli.main, auditor.cli.service, auditor.cli.common, auditor.client, auditor.policy\n"
+        "import auditor.cli.webhooks, auditor.webhooks\n"
         "import auditor.config, auditor.errors, auditor.metrics, auditor.db.queries, auditor.db.migrate\n"
         f"print(json.dumps(sorted({{m.partition('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
         "assert 'torch' not in sys.modules\n"
@@ -163,6 +164,9 @@ def test_importing_auditor_and_its_public_names_loads_no_heavy_module() -> None:
         ["db", "upgrade", "--help"],
         ["keys", "--help"],
         ["keys", "create", "--help"],
+        ["webhooks", "--help"],
+        ["webhooks", "add", "--help"],
+        ["webhooks", "deliveries", "--help"],
     ],
     ids=" ".join,
 )
@@ -233,6 +237,10 @@ def test_history_and_show_of_recorded_audits(env: Env, monkeypatch: pytest.Monke
         ["submit", "--real", "r.npy", "--synthetic", "s.npy"],
         ["submit", "--real", "r.npy", "--synthetic", "s.npy", "--policy", "POLICY", "--wait"],
         ["samples", "f" * 32, "--server", "--flag", "memorized"],
+        ["webhooks", "add", "https://hooks.example/x", "--project", "p"],
+        ["webhooks", "list"],
+        ["webhooks", "remove", "f" * 32],
+        ["webhooks", "deliveries", "f" * 32, "--state", "failed"],
     ],
     ids=" ".join,
 )

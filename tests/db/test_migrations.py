@@ -31,6 +31,9 @@ TABLES = {
     "api_keys",
     "policies",
     "audit_artifacts",
+    "webhooks",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 

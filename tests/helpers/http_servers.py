@@ -1,6 +1,7 @@
 """A real HTTP server on a loopback address for the remote-dataset tests: fixed replies per path (files,
 redirects, bodies streamed without a length), and a record of every request it received, so a test can
-assert that a refused URL was never fetched."""
+assert that a refused URL was never fetched; and a webhook receiver (scripted statuses, every POST
+recorded, requests held on demand)."""
 
 from __future__ import annotations
 
@@ -110,5 +111,83 @@ class HttpServer:
                             server.body_bytes_sent += len(reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client stopped reading: what a cap does
+
+        return Handler
+
+
+@dataclass
+class Received:
+    """One POST a :class:`WebhookReceiver` received: path, headers (lower-case names), exact body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookReceiver:
+    """A loopback HTTP server that receives webhooks: it records every POST and answers the statuses
+    of ``statuses`` in turn (the last one repeats). ``hold``: the first that many requests wait for
+    :meth:`release` before they are answered (a sender can be killed mid-attempt); :attr:`arrived` is
+    set as the first request arrives."""
+
+    def __init__(self, statuses: list[int] | None = None, *, hold: int = 0, host: str = "127.0.0.1") -> None:
+        self.statuses = list(statuses or [200])
+        self.received: list[Received] = []
+        self.hold = hold
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._server = _QuietServer((host, 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.server_address[0]}:{self._server.server_address[1]}"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        import json
+
+        with self._lock:
+            return [json.loads(item.body) for item in self.received]
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Keep test output clean."""
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    number = len(receiver.received)
+                    receiver.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    status = receiver.statuses[min(number, len(receiver.statuses) - 1)]
+                receiver.arrived.set()
+                if number < receiver.hold:
+                    receiver._released.wait(60)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the sender is gone (killed, or timed out)
 
         return Handler

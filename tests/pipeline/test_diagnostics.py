@@ -259,8 +259,10 @@ def test_a_tabular_audit_names_copied_rows_and_stores_its_tables(
         info["artifacts"] == ["samples/synthetic.parquet", "samples/real.parquet"] and info["omitted"] is None
     )
     with session_scope(session_factory) as session:
-        stored = queries.audit_artifacts(session, result.audit_id)
-        assert [a.name for a in stored] == ["samples/real.parquet", "samples/synthetic.parquet"]
+        # Beside the tables, the previews of the report's galleries (tests/pipeline/test_previews.py).
+        names = [a.name for a in queries.audit_artifacts(session, result.audit_id)]
+        assert names == ["report/previews.json", "samples/real.parquet", "samples/synthetic.parquet"]
+        stored = queries.audit_artifacts(session, result.audit_id)[1:]
         assert sum(a.size for a in stored) == info["bytes"]
         assert all(a.media_type == samples.MEDIA_TYPE and len(a.sha256) == 64 for a in stored)
         read = samples.read_table(session, queries.get_audit(session, result.audit_id), "synthetic")

@@ -140,8 +140,19 @@ def make_report_data(seed: int = 0, n: int = 400, modes: int = 24, dims: int = 6
     spectrum_real = [(i + 1) ** -1.1 for i in range(dims)]
     spectrum_synth = [(i + 1) ** -1.7 for i in range(dims - 8)] + [0.0] * 8  # rank-deficient tail
     return ReportData(
+        projection_method="tsne",
         projection_real=cloud(1.0, centres),
         projection_synthetic=cloud(0.6, centres[:4]),
+        projection_real_index=rng.sample(range(10_000), n),
+        projection_synthetic_index=rng.sample(range(10_000), n),
+        projection_real_mode=[rng.randrange(modes) for _ in range(n)],
+        projection_synthetic_mode=[rng.randrange(modes) for _ in range(n)],
+        projection_marks={
+            "uncovered": list(range(0, n, 5)),
+            "off_manifold": list(range(0, n, 4)),
+            "copy": [1, 7],
+        },
+        projection_neighbour_share=0.31,
         mode_real_share=[s / sum(real_share) for s in real_share],
         mode_synthetic_share=[s / sum(synth_share) for s in synth_share],
         spectrum_real=[v / sum(spectrum_real) for v in spectrum_real],
@@ -359,7 +370,7 @@ def test_each_plot_has_an_svg(full_page: str) -> None:
     parsed = outline(full_page)
     for figure in ("projection", "modes", "spectrum"):
         assert parsed.inside[figure]["svg"] == 1, figure
-    assert parsed.inside["projection"]["circle"] >= 2 * 400
+    assert parsed.inside["projection"]["g.points"] >= 2 and parsed.inside["projection"]["path.contour"] >= 2
     assert parsed.inside["modes"]["rect.highlight"] == 3  # the three starved modes
     assert "3 of 24 modes" in full_page
     assert parsed.inside["spectrum"]["polyline"] == 2
@@ -375,6 +386,47 @@ def test_sections_omitted_without_data() -> None:
         assert "metrics" in parsed.ids and "verdict" in parsed.ids
     page = render_report(document)
     assert "<code>precision</code>" in page and "<code>fid</code>" not in page
+
+
+def projection_of(page: str) -> str:
+    start = page.index('<figure id="projection"')
+    return page[start : page.index("</figure>", start)]
+
+
+def test_latent_map_points_name_their_samples_with_marks_and_contours(full_page: str) -> None:
+    data = make_report_data()
+    figure = projection_of(full_page)
+    indices = [int(i) for i in re.findall(r'data-index="(\d+)"', figure)]
+    assert sorted(indices) == sorted(data.projection_real_index + data.projection_synthetic_index)
+    # Points are grouped by side, kind (marked or not) and mode: every group says which.
+    groups = re.findall(r'<g class="points" data-side="(\w+)" data-kind="(\w+)" data-mode="(\d+)"', figure)
+    assert {side for side, _, _ in groups} == {"real", "synthetic"}
+    assert {kind for _, kind, _ in groups} == {"plain", "flagged"}
+    real_ring = re.search(r'data-side="real" data-kind="flagged"[^>]*fill="none"', figure)
+    assert real_ring, "uncovered real samples are open rings"
+    assert figure.count('<g class="contours" data-side=') == 2
+    assert figure.count('class="contour"') == 2 * 2  # two levels per side
+    assert re.search(r'<g class="highlights"[^>]*>(<circle [^>]*/>){2}</g>', figure)  # the two copies
+    for legend in ("real, not covered", "synthetic, off-manifold", "copy of a real sample", "colour: mode"):
+        assert legend in figure, legend
+    assert "Latent map (t-SNE)" in figure and "31% real" in figure and "50% if the sides mixed" in figure
+
+
+def test_latent_map_keeps_the_page_bounded() -> None:
+    """Every point is one short element: the figure grows by well under 100 bytes a point."""
+    small, large = (make_report_data(n=n) for n in (100, 500))
+    pages = [projection_of(render_report(make_document(), data)) for data in (small, large)]
+    per_point = (len(pages[1]) - len(pages[0])) / (2 * 400)
+    assert per_point < 80, per_point
+
+
+def test_a_stored_pca_projection_still_renders() -> None:
+    """Reports stored before the map had a method (PCA scatters: points only) render as PCA."""
+    data = make_report_data()
+    stored = {"projection_real": data.projection_real, "projection_synthetic": data.projection_synthetic}
+    figure = projection_of(render_report(make_document(), ReportData(**stored)))
+    assert "Latent map (PCA)" in figure and "principal axes" in figure and "data-index" not in figure
+    assert "<path" in figure and "data-mode" not in figure
 
 
 def test_partial_report_data_renders_what_it_has() -> None:

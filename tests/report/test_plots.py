@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
@@ -267,3 +269,121 @@ def test_empty_plot_is_valid_svg() -> None:
     svg = plots.empty_plot("<nothing>", width=200, height=100)
     assert view_box(svg) == (200, 100)
     assert "&lt;nothing&gt;" in svg
+
+
+# --- latent map ----------------------------------------------------------------------------------
+
+
+def blob(n: int, centre: tuple[float, float], seed: int, spread: float = 1.0) -> list[list[float]]:
+    rng = random.Random(seed)
+    return [[centre[0] + rng.gauss(0, spread), centre[1] + rng.gauss(0, spread)] for _ in range(n)]
+
+
+def two_sided_map(**options: Any) -> str:
+    real = blob(300, (0.0, 0.0), 0) + blob(300, (12.0, 3.0), 1)
+    synthetic = [*blob(400, (6.0, -40.0), 2, spread=2.0), [math.nan, 1.0], [2.0]]  # the last two: skipped
+    return plots.map_plot(
+        [
+            plots.MapSide(
+                "real", "real", real, plots.REAL_COLOR, "dot", indices=range(1000, 1600), flagged={0, 1, 2}
+            ),
+            plots.MapSide(
+                "synthetic",
+                "synthetic",
+                synthetic,
+                plots.SYNTHETIC_COLOR,
+                "square",
+                indices=range(402),
+                groups=[i % 3 for i in range(402)],
+                flagged=range(0, 402, 2),
+                flag_marker="cross",
+                dashed=True,
+            ),
+        ],
+        highlighted=[(1, 5), (0, 3), (1, 400), (0, 9999)],  # a skipped point, a bad position: nothing
+        highlight_label="copy",
+        group_label="colour: mode",
+        x_label="t-SNE 1",
+        y_label="t-SNE 2",
+        **options,
+    )
+
+
+def contour_runs(svg: str) -> list[list[str]]:
+    """Each contour path's closed runs (``M ... Z``), per path."""
+    paths = [attrs["d"] for tag, attrs in parse(svg).elements if "contour" in attrs.get("class", "").split()]
+    return [re.findall(r"M[^MZ]*Z", d) for d in paths]
+
+
+def test_map_geometry_lands_in_view_box_with_one_scale() -> None:
+    svg = two_sided_map()
+    assert_inside(svg)
+    # Both axes share the scale: the synthetic blob 43 units below real is drawn 43 units' worth below,
+    # however wide the frame.
+    wide = two_sided_map(width=900, height=420)
+    assert_inside(wide)
+    points = [
+        (float(a["cx"]), float(a["cy"]))
+        for t, a in parse(wide).elements
+        if t == "circle" and "data-index" in a
+    ]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    assert max(xs) - min(xs) < (max(ys) - min(ys)) * 2  # real spans ~16 x 12 units: not stretched to 900 px
+
+
+def test_map_points_carry_side_index_group_and_kind() -> None:
+    svg = two_sided_map()
+    elements = parse(svg).elements
+    indexed = [a["data-index"] for _, a in elements if "data-index" in a]
+    assert sorted(map(int, indexed)) == sorted([*range(1000, 1600), *range(400)])  # NaN / short rows skipped
+    groups = [a for t, a in elements if t == "g" and a.get("class") == "points"]
+    assert {(g["data-side"], g["data-kind"]) for g in groups} == {
+        ("real", "plain"),
+        ("real", "flagged"),
+        ("synthetic", "plain"),
+        ("synthetic", "flagged"),
+    }
+    assert {g.get("data-mode") for g in groups if g["data-side"] == "synthetic"} == {"0", "1", "2"}
+    assert count(svg, "circle") >= 600 and count(svg, "rect") >= 200  # dots and rings; squares
+    crosses = [a for t, a in elements if t == "path" and "data-index" in a]
+    assert len(crosses) == 200
+    highlights = svg[svg.index('<g class="highlights"') :]
+    assert highlights[: highlights.index("</g>")].count("<circle") == 2
+
+
+def test_map_contours_are_closed_and_nested_per_side() -> None:
+    runs = contour_runs(two_sided_map())
+    # Real: two blobs, each inside its own 50% and 90% lines (or one 90% line around both);
+    # synthetic: one blob, one line per level.
+    assert len(runs) == 2 * len(plots.DENSITY_MASSES)
+    real_50, real_90, synth_50, synth_90 = runs
+    assert len(real_50) == 2 and 1 <= len(real_90) <= 2
+    assert len(synth_50) == 1 and len(synth_90) == 1
+    assert all(run.endswith("Z") for path in runs for run in path)
+
+
+def test_density_levels_and_grid() -> None:
+    points = [(float(p[0]), float(p[1])) for p in blob(500, (10.0, 10.0), 3)]
+    grid = plots.density_grid(points, (0.0, 0.0), 0.5, (41, 41))
+    total = sum(map(sum, grid))
+    assert total == pytest.approx(500, rel=0.01)  # linear binning and a normalised kernel keep the mass
+    assert all(v == 0.0 for v in grid[0] + grid[-1] + [row[0] for row in grid] + [row[-1] for row in grid])
+    inner, outer = plots.density_levels(grid, (0.5, 0.9))
+    assert inner > outer > 0
+    assert plots.density_levels([[0.0, 0.0], [0.0, 0.0]], (0.5,)) == []
+    # A level above the peak draws nothing; a circle's iso-line is one closed run.
+    assert plots.contour_paths(grid, 2 * max(map(max, grid)), lambda i, j: (i, j)) == ""
+    assert plots.contour_paths(grid, inner, lambda i, j: (i, j)).count("M") == 1
+
+
+@pytest.mark.parametrize("points", [[], [[math.nan, 0.0]]])
+def test_map_empty_input(points: list[list[float]]) -> None:
+    svg = plots.map_plot([plots.MapSide("real", "real", points, "#000")])
+    parse(svg)
+    assert "No map data" in svg
+
+
+def test_map_single_point_and_escaping() -> None:
+    svg = plots.map_plot([plots.MapSide('"><b>', "<i>x</i>", [[1.0, 1.0]], "#000")], title="<t>")
+    assert_inside(svg)
+    assert "<b>" not in svg and "<i>" not in svg and "<t>" not in svg

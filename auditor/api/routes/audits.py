@@ -207,8 +207,11 @@ def cancel_audit(audit_id: AuditId, session: SessionDep, principal: PrincipalDep
         200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The report."},
     },
 )
-def get_report(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
-    """The self-contained HTML report of a succeeded audit (with the trend of its project)."""
+def get_report(
+    audit_id: AuditId, session: SessionDep, principal: PrincipalDep, context: ContextDep
+) -> HTMLResponse:
+    """The self-contained HTML report of a succeeded audit (with the trend of its project and, unless
+    the audit or the operator switched them off, the previews of its galleries' samples)."""
     from auditor.report.service import render_audit_report
 
     audit = queries.get_audit(session, audit_id, prefix_project=_own_project(principal))
@@ -218,7 +221,7 @@ def get_report(audit_id: AuditId, session: SessionDep, principal: PrincipalDep) 
             f"audit {audit.id} is {audit.state}; a report exists once it has succeeded",
             details={"state": audit.state},
         )
-    return HTMLResponse(render_audit_report(session, audit))
+    return HTMLResponse(render_audit_report(session, audit, context.settings))
 
 
 def _choice(names: Any) -> str:
