@@ -26,6 +26,10 @@ class ReportData:
     projection_method: str = ""
     projection_real_index: list[int] = field(default_factory=list)
     projection_synthetic_index: list[int] = field(default_factory=list)
+    # Each map point's sample key (filled by the score stage, which knows the datasets; empty where a
+    # dataset cannot name its rows): what a page shows a preview of on hover.
+    projection_real_key: list[str | None] = field(default_factory=list)
+    projection_synthetic_key: list[str | None] = field(default_factory=list)
     projection_real_mode: list[int] = field(default_factory=list)
     projection_synthetic_mode: list[int] = field(default_factory=list)
     projection_marks: dict[str, list[int]] = field(default_factory=dict)

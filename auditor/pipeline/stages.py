@@ -432,6 +432,14 @@ def _report_evidence(
     from auditor.pipeline.table_drift import table_drift
 
     report = evaluation.report
+    # The latent map's points by sample key (its indices are input rows), for previews on hover.
+    for side, indices, target in (
+        ("real", report.projection_real_index, report.projection_real_key),
+        ("synthetic", report.projection_synthetic_index, report.projection_synthetic_key),
+    ):
+        side_keys = keys.get(side)
+        if side_keys is not None:
+            target[:] = [side_keys[i] if 0 <= i < len(side_keys) else None for i in indices]
     frames = _table_frames(prepared, loaded)
     if "real" in frames and "synthetic" in frames:
         try:

@@ -601,6 +601,7 @@ class MapSide:
     color: str
     marker: MarkerKind = "dot"
     indices: Sequence[int] = ()
+    keys: Sequence[str | None] = ()  # each point's sample key (``data-key``), where known
     groups: Sequence[int] = ()
     flagged: Collection[int] = ()
     flag_marker: MarkerKind = "ring"
@@ -868,6 +869,9 @@ def map_plot(
             kind = "flagged" if pos in flagged else "plain"
             group = s.groups[pos] if pos < len(s.groups) else -1
             index = f' data-index="{int(s.indices[pos])}"' if pos < len(s.indices) else ""
+            key = s.keys[pos] if pos < len(s.keys) else None
+            if key is not None:
+                index += f' data-key="{escape(str(key), quote=True)}"'
             marker = s.flag_marker if kind == "flagged" else s.marker
             buckets.setdefault((kind, group), []).append(_marker(marker, *px(x, y), index))
         for (kind, group), elements in sorted(buckets.items()):

@@ -30,6 +30,7 @@ from auditor.metrics import KNN_METRICS
 from auditor.metrics.warnings import DiagnosticsWarning
 from auditor.pipeline.evaluate import Evaluation, MetricParams, evaluate
 from auditor.pipeline.run import AuditSpec, DatasetRef, run_audit
+from auditor.report.html import render_report
 
 K = 5
 # The brute-force reference sums squared differences in NumPy's order, the engine in torch's: the last
@@ -317,6 +318,13 @@ def test_a_text_audit_keys_rows_by_line(tmp_path: Path) -> None:
         "line 43": "line 31",
     }
     assert result.samples["synthetic"].num_rows == 42
+    # The latent map's points carry the same keys, for a preview on hover.
+    report = result.report
+    keys = result.samples["synthetic"].column("key").to_pylist()
+    assert report.projection_synthetic_key == [keys[i] for i in report.projection_synthetic_index]
+    assert report.projection_real_key[:3] == [f"line {i + 1}" for i in report.projection_real_index[:3]]
+    html = render_report(result.document, report)
+    assert 'data-key="line 42"' in html and 'data-key="line 1"' in html
 
 
 @pytest.fixture
