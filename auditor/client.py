@@ -104,6 +104,23 @@ class AuditorClient:
     def trends(self, project: str, metric: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/projects/{project}/trends", params={"metric": metric})
 
+    # --- waivers ----------------------------------------------------------------------------------------
+
+    def add_waiver(
+        self, project: str, metric: str, reason: str, *, days: float = 30.0, audit_id: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"metric": metric, "reason": reason, "days": days}
+        if audit_id is not None:
+            body["audit_id"] = audit_id
+        return self._json("POST", f"/v1/projects/{quote(project, safe='')}/waivers", json=body)
+
+    def waivers(self, project: str, *, active: bool = False) -> JsonObjects:
+        params = {"active": "true"} if active else None
+        return self._json_list("GET", f"/v1/projects/{quote(project, safe='')}/waivers", params=params)
+
+    def revoke_waiver(self, project: str, waiver_id: str) -> None:
+        self._request("DELETE", f"/v1/projects/{quote(project, safe='')}/waivers/{waiver_id}")
+
     # --- webhooks ---------------------------------------------------------------------------------------
 
     def add_webhook(

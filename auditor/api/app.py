@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auditor import __version__
 from auditor.api.observability import RequestMetrics, RequestMetricsMiddleware, ServiceCollector
 from auditor.api.openapi import deployment_openapi
-from auditor.api.routes import audits, health, keys, projects, webhooks
+from auditor.api.routes import audits, health, keys, projects, waivers, webhooks
 from auditor.errors import AuditorError
 from auditor.service.context import ServiceContext
 
@@ -240,6 +240,7 @@ def create_app(context: ServiceContext) -> FastAPI:
     app.include_router(audits.router)
     app.include_router(keys.router)
     app.include_router(webhooks.router)
+    app.include_router(waivers.router)
     _add_documentation(app)
     app.openapi = deployment_openapi(app, context.settings)  # type: ignore[method-assign]
     return app

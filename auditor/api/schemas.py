@@ -32,7 +32,8 @@ from pydantic.json_schema import SkipJsonSchema
 from auditor.datasets.options import DatasetOptions
 from auditor.datasets.refs import FORMAT_MODALITIES
 from auditor.datasets.uri import REMOTE_SCHEMES, check_scheme, parse_uri
-from auditor.db.models import PROJECT_NAME_MAX, SQL_INT_MAX
+from auditor.db.models import PROJECT_NAME_MAX, SQL_INT_MAX, WAIVER_REASON_MAX
+from auditor.db.waivers import MAX_WAIVER_DAYS
 from auditor.errors import PolicyError, describe_validation_error
 from auditor.extractors import EXTRACTORS
 from auditor.metrics import METRICS
@@ -705,3 +706,40 @@ class WebhookDeliveryPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     attempts: list[WebhookAttemptPublic]
+
+
+# --- waivers ---------------------------------------------------------------------------------------------
+
+WAIVER_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class WaiverCreate(BaseModel):
+    """Waive a metric's rules for the project's audits from now on, or for one audit (its stored
+    verdict is judged again at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: MetricName
+    reason: str = Field(
+        min_length=1, max_length=WAIVER_REASON_MAX, description="Why: shown in every verdict."
+    )
+    days: Annotated[float, JsonNumber] = Field(
+        30.0, gt=0, le=MAX_WAIVER_DAYS, allow_inf_nan=False, description="How long it lasts (at most a year)."
+    )
+    audit_id: str | None = Field(
+        None, pattern=AUDIT_ID_PATTERN, description="One audit of the project; omitted: the project's audits."
+    )
+
+
+class WaiverPublic(BaseModel):
+    id: str
+    project: str
+    metric: str
+    reason: str
+    audit_id: str | None
+    created_by: str = Field(description="The API key's prefix that created it (cli: the local CLI).")
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+    active: bool = Field(description="Neither revoked nor expired.")

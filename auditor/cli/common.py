@@ -19,6 +19,7 @@ from rich.table import Table
 
 from auditor.config import Settings
 from auditor.errors import AuditorError, StorageFullError
+from auditor.gates.output import rule_message
 from auditor.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -122,9 +123,9 @@ def print_verdict(console: Console, verdict: dict[str, Any]) -> None:
         console.print("verdict: [dim]no policy[/]")
         return
     for rule in verdict["rules"]:
-        colour = {"pass": "green", "warn": "yellow", "fail": "red"}[rule["outcome"]]
+        colour = {"pass": "green", "warn": "yellow", "fail": "red", "waived": "blue"}[rule["outcome"]]
         console.print(
-            f"  [{colour}]{rule['outcome'].upper():4}[/] {escape(rule['message'])}", highlight=False
+            f"  [{colour}]{rule['outcome'].upper():4}[/] {escape(rule_message(rule))}", highlight=False
         )
     for note in verdict.get("noise_floor") or []:
         console.print(f"  [yellow]noise floor[/]: {escape(note)}", highlight=False)

@@ -323,7 +323,7 @@ def main() -> None:  # pragma: no cover - console-script entry
 
 # --- service verbs (auditor/cli/service.py) -----------------------------------------------------------------
 def _register_service_commands() -> None:
-    from auditor.cli import policy, samples, service, webhooks
+    from auditor.cli import policy, samples, service, waivers, webhooks
 
     app.command()(samples.samples)
     app.command()(service.serve)
@@ -335,6 +335,7 @@ def _register_service_commands() -> None:
     app.add_typer(service.keys_app, name="keys")
     app.add_typer(policy.policy_app, name="policy")
     app.add_typer(webhooks.webhooks_app, name="webhooks")
+    app.add_typer(waivers.waivers_app, name="waivers")
 
 
 _register_service_commands()

@@ -347,3 +347,31 @@ class WebhookAttempt(Base):
 
     def __repr__(self) -> str:
         return f"WebhookAttempt(delivery_id={self.delivery_id!r}, number={self.number!r})"
+
+
+WAIVER_REASON_MAX = 1000
+
+
+class Waiver(Base):
+    """A gate rule waived: every rule on ``metric`` in the project's audits (``audit_id`` null) or in one
+    audit, until ``expires_at``, for ``reason``, by ``created_by`` (the API key's prefix, or ``cli``).
+
+    Rows are never changed but by revocation (``revoked_at``, ``revoked_by``): the table is the waivers'
+    history, each row one version, and a verdict records the id of the waiver that waived a rule.
+    """
+
+    __tablename__ = "waivers"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # uuid4 hex
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    audit_id: Mapped[str | None] = mapped_column(sa.ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.String(WAIVER_REASON_MAX))
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(64))
+
+    def __repr__(self) -> str:
+        return f"Waiver(id={self.id!r}, metric={self.metric!r}, audit_id={self.audit_id!r})"

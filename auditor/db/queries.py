@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import ORMOption
 
+from auditor.db import waivers as waiver_rows
 from auditor.db import webhooks as webhook_outbox
 from auditor.db.base import utcnow
 from auditor.db.models import (
@@ -32,6 +33,7 @@ from auditor.db.models import (
     Project,
 )
 from auditor.errors import BadInputError, NotFoundError, UnknownNameError
+from auditor.gates.waivers import apply_waivers
 from auditor.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -227,6 +229,12 @@ def complete_audit(
     audit.synthetic_dataset_id = synthetic.id
     audit.holdout_dataset_id = holdout_row.id if holdout_row is not None else None
 
+    # The waivers in force as the audit finishes (auditor.gates.waivers) judge its verdict, in the
+    # document the caller holds too (the CLI's exit code and print follow the stored verdict).
+    waivers = waiver_rows.in_force(session, audit.project_id, audit_id)
+    if waivers:
+        verdict = apply_waivers(verdict, waivers)
+        document["verdict"] = verdict
     finished = utcnow()
     duration = _finite(timings.get("total_s"))
     audit.state = "succeeded"

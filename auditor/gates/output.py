@@ -76,7 +76,7 @@ class GateOutcome:
 
     def counts(self) -> dict[str, int]:
         outcomes = [rule.get("outcome") for rule in self.rules]
-        return {name: outcomes.count(name) for name in ("pass", "warn", "fail")}
+        return {name: outcomes.count(name) for name in ("pass", "warn", "fail", "waived")}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,7 +126,21 @@ def _headline(outcome: GateOutcome) -> str:
         return "PASSED (no policy)"
     counts = outcome.counts()
     word = "FAILED" if outcome.passed is False else "PASSED"
-    return f"{word}: {counts['fail']} failed, {counts['warn']} warned, {len(outcome.rules)} checks"
+    waived = f", {counts['waived']} waived" if counts["waived"] else ""
+    return f"{word}: {counts['fail']} failed, {counts['warn']} warned{waived}, {len(outcome.rules)} checks"
+
+
+def rule_message(rule: Mapping[str, Any]) -> str:
+    """The rule's message, and for a waived rule the waiver's reason, author and expiry."""
+    message = str(rule.get("message", ""))
+    waiver = rule.get("waiver")
+    if rule.get("outcome") == "waived" and isinstance(waiver, Mapping):
+        until = str(waiver.get("expires_at") or "")[:10]
+        message += (
+            f" [WAIVED ({rule.get('waived_from')}) by {waiver.get('created_by')} until {until}: "
+            f"{waiver.get('reason')}]"
+        )
+    return message
 
 
 def _error_text(outcome: GateOutcome) -> str:
@@ -150,7 +164,7 @@ def render_text(outcome: GateOutcome) -> str:
                 str(rule.get("tier", "")),
                 rule_name(rule),
                 _number(rule.get("observed")),
-                str(rule.get("message", "")),
+                rule_message(rule),
             )
             for rule in outcome.rules
         ]
@@ -176,7 +190,8 @@ def render_junit(outcome: GateOutcome) -> str:
     failures = counts["fail"]
     errors = 0 if outcome.state == "succeeded" else 1
     tests = max(1, len(outcome.rules)) if outcome.state == "succeeded" else 1
-    totals = {"tests": str(tests), "failures": str(failures), "errors": str(errors), "skipped": "0"}
+    skipped = counts["waived"] if outcome.state == "succeeded" else 0
+    totals = {"tests": str(tests), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
     suites = ET.Element("testsuites", {"name": "auditor gate", **totals})
     suite_name = f"audit {outcome.audit_id}" + (f" ({outcome.policy})" if outcome.policy else "")
     suite = ET.SubElement(suites, "testsuite", {"name": suite_name, **totals})
@@ -213,6 +228,8 @@ def render_junit(outcome: GateOutcome) -> str:
             ).text = f"{message} (tier {rule.get('tier')}, observed {_number(rule.get('observed'))})"
         elif rule.get("outcome") == "warn":
             ET.SubElement(case, "system-out").text = f"WARN: {message}"
+        elif rule.get("outcome") == "waived":
+            ET.SubElement(case, "skipped", {"message": rule_message(rule)})
         floor = rule.get("noise_floor") or {}
         if floor.get("fails"):
             ET.SubElement(case, "system-err").text = str(floor.get("message"))
@@ -237,10 +254,10 @@ def render_markdown(outcome: GateOutcome) -> str:
         lines += ["", "| outcome | tier | rule | observed | message |", "|---|---|---|---:|---|"]
         for rule in outcome.rules:
             word = str(rule.get("outcome", ""))
-            shown = f"**{word.upper()}**" if word in ("fail", "warn") else word.upper()
+            shown = f"**{word.upper()}**" if word in ("fail", "warn", "waived") else word.upper()
             lines.append(
                 f"| {shown} | {rule.get('tier', '')} | `{_md_cell(rule_name(rule))}` | "
-                f"{_number(rule.get('observed'))} | {_md_cell(rule.get('message', ''))} |"
+                f"{_number(rule.get('observed'))} | {_md_cell(rule_message(rule))} |"
             )
     if outcome.noise_floor:
         lines += ["", *(f"> **Noise floor:** {_md_cell(note)}" for note in outcome.noise_floor)]
@@ -262,10 +279,10 @@ def render_github(outcome: GateOutcome) -> str:
         title = _command_property(f"auditor gate: audit {outcome.state}")
         lines.append(f"::error title={title}::{_command_data(_error_text(outcome))}")
     for rule in outcome.rules:
-        level = {"fail": "error", "warn": "warning"}.get(str(rule.get("outcome")))
+        level = {"fail": "error", "warn": "warning", "waived": "notice"}.get(str(rule.get("outcome")))
         if level:
             title = _command_property(f"auditor gate: {rule_name(rule)}")
-            lines.append(f"::{level} title={title}::{_command_data(str(rule.get('message', '')))}")
+            lines.append(f"::{level} title={title}::{_command_data(rule_message(rule))}")
     for note in outcome.noise_floor:
         lines.append(
             f"::warning title={_command_property('auditor gate: noise floor')}::{_command_data(note)}"

@@ -17,6 +17,7 @@ from html import escape
 from typing import Any
 
 from auditor import __version__
+from auditor.gates.output import rule_message, rule_name
 from auditor.metrics import METRICS, MIN_MODE_SHARE
 from auditor.pipeline.report_data import (
     PROJECTION_NEIGHBOURS,
@@ -119,7 +120,7 @@ def _table(head: Sequence[tuple[str, str]], rows: Iterable[str], cls: str = "") 
 
 
 def _badge(outcome: str) -> str:
-    known = outcome if outcome in {"pass", "warn", "fail"} else "none"
+    known = outcome if outcome in {"pass", "warn", "fail", "waived"} else "none"
     return f'<span class="badge badge-{known}">{_e(outcome)}</span>'
 
 
@@ -229,11 +230,15 @@ def _rule_row(rule: Mapping[str, Any]) -> str:
         f'<tr class="rule-{_e(outcome)}">'
         + _tag("td", f"<code>{_e(rule.get('metric', '?'))}</code>")
         + _tag("td", _e(rule.get("on", "value")))
-        + _tag("td", f"{_e(bound)} {symbol} {fmt_number(rule.get('threshold'))}", "num")
+        + (
+            _tag("td", _e(rule_name(rule)), "num")
+            if isinstance(rule.get("baseline"), Mapping)
+            else _tag("td", f"{_e(bound)} {symbol} {fmt_number(rule.get('threshold'))}", "num")
+        )
         + _tag("td", fmt_number(rule.get("observed")), "num")
         + _tag("td", _e(rule.get("tier", "")))
         + _tag("td", _badge(outcome))
-        + _tag("td", _e(rule.get("message", "")), "msg")
+        + _tag("td", _e(rule_message(rule)), "msg")
         + "</tr>"
     )
 
@@ -1134,6 +1139,7 @@ h3 .dir { font-size: 12px; font-weight: 500; margin-left: 4px; }
 .badge-warn { color: var(--warn); background: var(--warn-bg); }
 .badge-fail { color: var(--fail); background: var(--fail-bg); }
 .badge-none { color: var(--none); background: var(--none-bg); }
+.badge-waived { color: #1d4ed8; background: #dbeafe; }
 .verdict { display: flex; align-items: baseline; gap: 16px; padding: 14px 18px; border-radius: 8px;
   margin-bottom: 14px; border-left: 6px solid; }
 .verdict-text { font-size: 22px; font-weight: 750; letter-spacing: .04em; }

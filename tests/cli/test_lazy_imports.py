@@ -122,7 +122,7 @@ def test_importing_the_cli_and_the_client_loads_no_heavy_module() -> None:
     code = (
         "import json, sys\n"
         "import auditor.cli.main, auditor.cli.service, auditor.cli.common, auditor.client, auditor.policy\n"
-        "import auditor.cli.webhooks, auditor.webhooks\n"
+        "import auditor.cli.webhooks, auditor.webhooks, auditor.cli.waivers, auditor.cli.policy, auditor.gates.output\n"
         "import auditor.config, auditor.errors, auditor.metrics, auditor.db.queries, auditor.db.migrate\n"
         f"print(json.dumps(sorted({{m.partition('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
         "assert 'torch' not in sys.modules\n"
@@ -241,6 +241,10 @@ def test_history_and_show_of_recorded_audits(env: Env, monkeypatch: pytest.Monke
         ["webhooks", "list"],
         ["webhooks", "remove", "f" * 32],
         ["webhooks", "deliveries", "f" * 32, "--state", "failed"],
+        ["waivers", "add", "fid", "--reason", "r", "--project", "p"],
+        ["waivers", "list", "--project", "p"],
+        ["waivers", "revoke", "f" * 32],
+        ["gate", "f" * 32, "--format", "junit"],
     ],
     ids=" ".join,
 )

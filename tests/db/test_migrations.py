@@ -34,6 +34,7 @@ TABLES = {
     "webhooks",
     "webhook_deliveries",
     "webhook_attempts",
+    "waivers",
 }
 
 

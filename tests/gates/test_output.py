@@ -92,7 +92,7 @@ def test_text_is_a_table_without_dict_reprs_or_truncation() -> None:
 def test_json_round_trips_the_outcome() -> None:
     document = json.loads(render(GateOutcome.from_audit(audit()), "json"))
     assert document["verdict"] == "fail" and document["exit_code"] == 1
-    assert document["counts"] == {"pass": 1, "warn": 1, "fail": 1}
+    assert document["counts"] == {"pass": 1, "warn": 1, "fail": 1, "waived": 0}
     assert [rule["metric"] for rule in document["rules"]] == ["fid", "recall", "memorization_rate"]
 
 
