@@ -246,7 +246,7 @@ def _rule_row(rule: Mapping[str, Any]) -> str:
 def _verdict_section(verdict: Mapping[str, Any]) -> str:
     passed = verdict.get("passed")
     rules = [r for r in verdict.get("rules") or [] if isinstance(r, Mapping)]
-    counts = {k: sum(1 for r in rules if r.get("outcome") == k) for k in ("fail", "warn", "pass")}
+    counts = {k: sum(1 for r in rules if r.get("outcome") == k) for k in ("fail", "warn", "waived", "pass")}
     if passed is True:
         state, text = "passed", "PASSED"
     elif passed is False:

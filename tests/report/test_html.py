@@ -492,3 +492,23 @@ def test_document_is_not_mutated() -> None:
 def test_custom_title_is_escaped() -> None:
     page = render_report(make_document(), title="<b>Gen 3</b>")
     assert "<title>&lt;b&gt;Gen 3&lt;/b&gt;</title>" in page
+
+
+def test_a_waived_rule_is_counted_and_shown_with_its_reason() -> None:
+    from auditor.gates.waivers import apply_waivers
+    from auditor.policy import Policy, evaluate_policy
+
+    policy = Policy.from_dict({"rules": [{"metric": "fid", "max": 0.1}, {"metric": "recall", "min": 0.9}]})
+    metrics = {"fid": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}, "recall": {"value": 0.5}}
+    waiver = {
+        "id": "w" * 32,
+        "metric": "fid",
+        "reason": "re-baselined",
+        "created_by": "sda_x",
+        "expires_at": "2027-01-01",
+        "audit_id": None,
+    }
+    verdict = apply_waivers(evaluate_policy(policy, metrics), [waiver])
+    html = render_report({"audit_id": "a" * 32, "project": "p", "metrics": metrics, "verdict": verdict})
+    assert "1 fail, 1 waived of 2 rules" in html
+    assert 'badge-waived">waived<' in html and "re-baselined" in html
