@@ -315,7 +315,8 @@ def _half_width(
     return width
 
 
-def _number(value: object) -> float | None:
+def finite_number(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
@@ -330,12 +331,12 @@ def _relative_outcomes(
 ) -> list[dict[str, Any]]:
     """A baseline rule's checks: the change from the baseline against each limit (and the noise)."""
     entry = metrics[rule.metric]
-    observed = _number(entry.get("value"))
+    observed = finite_number(entry.get("value"))
     own_noise = _half_width(rule.metric, entry, sizes.get("audit"), z)
     assert rule.baseline is not None
     snapshot: Mapping[str, Any]
     if rule.baseline == "holdout":
-        base_value = _number(entry.get("baseline"))
+        base_value = finite_number(entry.get("baseline"))
         # As noisy as the audit's own estimate, at the holdout's N.
         base_noise = own_noise
         if own_noise is not None and base_value is not None and sizes.get("holdout"):
@@ -354,12 +355,12 @@ def _relative_outcomes(
             )
         snapshot = baselines[rule.baseline]
         base_entry = (snapshot.get("metrics") or {}).get(rule.metric)
-        if base_entry is None or _number(base_entry.get("value")) is None:
+        if base_entry is None or finite_number(base_entry.get("value")) is None:
             raise PolicyError(
                 f"rule on {rule.metric} compares with {rule.baseline} (audit {snapshot.get('audit_id')}), "
                 f"which has no {rule.metric}"
             )
-        base_value = _number(base_entry.get("value"))
+        base_value = finite_number(base_entry.get("value"))
         base_noise = _half_width(rule.metric, base_entry, snapshot.get("sizes"), z)
     if observed is None or base_value is None:
         raise PolicyError(f"policy rule on {rule.metric}: no value was computed")

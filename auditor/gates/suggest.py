@@ -20,6 +20,7 @@ from typing import Any
 
 from auditor.errors import BadInputError
 from auditor.metrics import METRICS
+from auditor.policy import finite_number
 
 # Bounded metrics never get a threshold outside their range.
 _RANGE = {
@@ -33,12 +34,6 @@ _RANGE = {
     "memorization_rate": (0.0, 1.0),
     "authenticity": (0.0, 1.0),
 }
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _round_away(value: float, up: bool, digits: int = 4) -> float:
@@ -60,7 +55,7 @@ def suggest_rules(document: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
     skipped: list[str] = []
     for name, entry in (document.get("metrics") or {}).items():
         spec = METRICS.get(name)
-        baseline, low, high = (_finite(entry.get(key)) for key in ("baseline", "ci_low", "ci_high"))
+        baseline, low, high = (finite_number(entry.get(key)) for key in ("baseline", "ci_low", "ci_high"))
         if spec is None:
             continue
         if baseline is None:
@@ -82,7 +77,7 @@ def suggest_rules(document: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
                 "metric": name,
                 bound: threshold,
                 "_why": f"holdout {baseline:.4g} {'-' if bound == 'min' else '+'} interval width "
-                f"{width:.3g} (audit value {_finite(entry.get('value')) or float('nan'):.4g})",
+                f"{width:.3g} (audit value {finite_number(entry.get('value')) or float('nan'):.4g})",
             }
         )
     if not rules:

@@ -58,7 +58,5 @@ def apply_waivers(verdict: Mapping[str, Any], waivers: Sequence[Any]) -> dict[st
     out["warned"] = sum(rule["outcome"] == "warn" for rule in rules)
     out["waived"] = sum(rule["outcome"] == "waived" for rule in rules)
     out["passed"] = out["failed"] == 0
-    out["waivers"] = sorted(
-        {w["id"] for w in by_metric.values() if any(r.get("waiver", {}).get("id") == w["id"] for r in rules)}
-    )
+    out["waivers"] = sorted({rule["waiver"]["id"] for rule in rules if "waiver" in rule})
     return out
